@@ -2,10 +2,9 @@
 // Pure; imported by the IR, the builder, passes and rules.
 
 import { LowbitError } from '../errors.js';
+import { decodeUtf8, encodeUtf8 } from './wire.js';
 import { AttributeType, type AttributeProto, type GraphProto, type NodeProto, type TensorProto } from './proto.js';
 
-const utf8 = new TextEncoder();
-const fromUtf8 = new TextDecoder();
 
 /** A float attribute value: JS cannot tell `1.0` from `1`, so floats that happen to be integral are wrapped. */
 export interface FloatAttr {
@@ -61,11 +60,11 @@ export function makeAttribute(name: string, value: AttrValue): AttributeProto {
     a.i = value;
   } else if (typeof value === 'string') {
     a.type = AttributeType.STRING;
-    a.s = utf8.encode(value);
+    a.s = encodeUtf8(value);
   } else if (Array.isArray(value)) {
     if (value.length > 0 && typeof value[0] === 'string') {
       a.type = AttributeType.STRINGS;
-      a.strings = (value as string[]).map((s) => utf8.encode(s));
+      a.strings = (value as string[]).map((s) => encodeUtf8(s));
     } else if ((value as unknown[]).every((v) => typeof v === 'bigint' || Number.isInteger(v))) {
       a.type = AttributeType.INTS;
       a.ints = (value as (number | bigint)[]).map((v) => BigInt(v));
@@ -163,7 +162,7 @@ export function attrString(node: NodeProto, name: string): string | undefined;
 export function attrString(node: NodeProto, name: string, dflt?: string): string | undefined {
   const a = getAttribute(node, name);
   if (!a) return dflt;
-  return a.s ? fromUtf8.decode(a.s) : '';
+  return a.s ? decodeUtf8(a.s) : '';
 }
 
 /** TENSOR attribute. */
