@@ -244,3 +244,36 @@ export interface ModelProto extends HasUnknown {
   trainingInfo: TrainingInfoProto[];
   functions: FunctionProto[];
 }
+
+// onnx-data.proto: the values of ONNX test data (input_*.pb / output_*.pb) that are not tensors.
+
+/** SequenceProto / OptionalProto elem_type values. */
+export const ValueKind = { UNDEFINED: 0, TENSOR: 1, SPARSE_TENSOR: 2, SEQUENCE: 3, MAP: 4, OPTIONAL: 5 } as const;
+
+export interface SequenceProto extends HasUnknown {
+  name?: string;
+  elemType?: number;
+  tensorValues: TensorProto[];
+  sparseTensorValues: SparseTensorProto[];
+  sequenceValues: SequenceProto[];
+  mapValues: MapProto[];
+  optionalValues: OptionalProto[];
+}
+
+export interface MapProto extends HasUnknown {
+  name?: string;
+  keyType?: number;
+  keys: bigint[];
+  stringKeys: Uint8Array[];
+  values?: SequenceProto;
+}
+
+export interface OptionalProto extends HasUnknown {
+  name?: string;
+  elemType?: number;
+  tensorValue?: TensorProto;
+  sparseTensorValue?: SparseTensorProto;
+  sequenceValue?: SequenceProto;
+  mapValue?: MapProto;
+  optionalValue?: OptionalProto;
+}

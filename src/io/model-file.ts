@@ -1,0 +1,296 @@
+// Node-side model files: load an .onnx (one read; tensors are views of it) with its external
+// data resolved safely, and save atomically, moving big initializers to a side file when the
+// model would pass protobuf's 2 GiB limit. Imported by pipeline/ and cli/.
+
+import { closeSync, openSync, readFileSync, readSync, realpathSync, statSync, type Stats } from 'node:fs';
+import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { basename, dirname, join, resolve, sep } from 'node:path';
+import { LowbitError } from '../errors.js';
+import { decodeModel } from '../onnx/decode.js';
+import { encodeModelChunks } from '../onnx/encode.js';
+import { externalDataInfo, forEachTensor, isExternal, planExternalData } from '../onnx/external-data.js';
+import type { ModelProto, TensorProto } from '../onnx/proto.js';
+
+export interface LoadOptions {
+  /** 'load' (default): read external tensors into rawData. 'lazy': leave them external; read them with readExternalData(). */
+  externalData?: 'load' | 'lazy';
+}
+
+/** Where an external tensor's bytes came from. */
+export interface ExternalSource {
+  tensorName: string;
+  /** Absolute (real) path of the data file. */
+  file: string;
+  /** The location as written in the model. */
+  location: string;
+  offset: number;
+  length: number;
+}
+
+export interface LoadedModel {
+  model: ModelProto;
+  /** Absolute path of the model file. */
+  path: string;
+  /** Its folder: external locations are relative to it. */
+  dir: string;
+  /** The file contents; the model's raw_data fields are views of it. */
+  bytes: Uint8Array;
+  /** External tensors, with where their data is (and was read from, unless lazy). */
+  externalSources: ExternalSource[];
+}
+
+function ioError(e: unknown, path: string, doing: string): LowbitError {
+  const code = (e as NodeJS.ErrnoException)?.code;
+  if (e instanceof LowbitError) return e;
+  if (code === 'ENOENT') return new LowbitError('FILE_NOT_FOUND', `${doing}: '${path}' does not exist`, 'check the path', { cause: e });
+  return new LowbitError('BAD_OPTION', `${doing} '${path}' failed: ${(e as Error)?.message ?? String(e)}`, 'check the path and its permissions', { cause: e });
+}
+
+function statModel(path: string): Stats {
+  let st: Stats;
+  try {
+    st = statSync(path);
+  } catch (e) {
+    throw ioError(e, path, 'cannot open the model');
+  }
+  if (st.isDirectory()) {
+    throw new LowbitError('FILE_NOT_FOUND', `'${path}' is a folder, not an ONNX model file`, `pass the .onnx file inside it, e.g. '${join(path, 'model.onnx')}'`);
+  }
+  return st;
+}
+
+/** Resolves an external tensor to a real file inside `realDir`, checking bounds. */
+function resolveExternal(dir: string, realDir: string, t: TensorProto): ExternalSource {
+  const info = externalDataInfo(t);
+  const name = t.name ?? '';
+  const joined = join(dir, info.location);
+  let file: string;
+  let size: number;
+  try {
+    file = realpathSync(joined);
+    size = statSync(file).size;
+  } catch (e) {
+    throw new LowbitError('EXTERNAL_DATA', `external data file '${info.location}' of tensor '${name}' cannot be read: ${(e as Error).message}`, `put the data file next to the model (expected at '${joined}')`, { cause: e });
+  }
+  // realpath resolves symlinks: a link inside the folder pointing outside it is refused too.
+  if (!file.startsWith(realDir.endsWith(sep) ? realDir : realDir + sep)) {
+    throw new LowbitError('UNSAFE_PATH', `external data location '${info.location}' of tensor '${name}' resolves to '${file}', outside the model folder '${realDir}'`, 'external data must live inside the model folder (symlinks out of it are refused)');
+  }
+  const length = info.length ?? size - info.offset;
+  if (info.offset + length > size || length < 0) {
+    throw new LowbitError('EXTERNAL_DATA', `external data file '${info.location}' has ${size} bytes, but tensor '${name}' needs bytes ${info.offset}..${info.offset + length}`, 'the data file is truncated or belongs to another model');
+  }
+  return { tensorName: name, file, location: info.location, offset: info.offset, length };
+}
+
+function externals(model: ModelProto, dir: string): [TensorProto, ExternalSource][] {
+  const out: [TensorProto, ExternalSource][] = [];
+  let realDir: string | undefined;
+  forEachTensor(model, (t) => {
+    if (!isExternal(t)) return;
+    realDir ??= realpathSync(dir);
+    out.push([t, resolveExternal(dir, realDir, t)]);
+  });
+  return out;
+}
+
+/** The model now owns the bytes: inline them (the decoded model is ours to change). */
+function inline(t: TensorProto, bytes: Uint8Array): void {
+  t.rawData = bytes;
+  t.externalData = [];
+  delete t.dataLocation;
+}
+
+function plain(b: Buffer): Uint8Array {
+  return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+}
+
+function readRangeSync(src: ExternalSource): Uint8Array {
+  const out = new Uint8Array(src.length);
+  const fd = openSync(src.file, 'r');
+  try {
+    for (let done = 0; done < src.length; ) {
+      const n = readSync(fd, out, done, src.length - done, src.offset + done);
+      if (n === 0) throw new LowbitError('EXTERNAL_DATA', `external data file '${src.location}' ended early while reading tensor '${src.tensorName}'`, 'the data file is truncated');
+      done += n;
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return out;
+}
+
+/** Reads an external tensor's bytes (for models loaded with externalData: 'lazy'). @throws LowbitError EXTERNAL_DATA, UNSAFE_PATH */
+export async function readExternalData(src: ExternalSource): Promise<Uint8Array> {
+  const out = new Uint8Array(src.length);
+  const fh = await open(src.file, 'r');
+  try {
+    for (let done = 0; done < src.length; ) {
+      const { bytesRead } = await fh.read(out, done, src.length - done, src.offset + done);
+      if (bytesRead === 0) throw new LowbitError('EXTERNAL_DATA', `external data file '${src.location}' ended early while reading tensor '${src.tensorName}'`, 'the data file is truncated');
+      done += bytesRead;
+    }
+  } finally {
+    await fh.close();
+  }
+  return out;
+}
+
+/**
+ * Loads a model file; external data is resolved relative to its folder and read into rawData.
+ * @throws LowbitError FILE_NOT_FOUND (missing file, or a folder), NOT_ONNX, TRUNCATED,
+ *   EXTERNAL_DATA (missing/short data file), UNSAFE_PATH (location escaping the folder)
+ */
+export async function loadModel(path: string, opts: LoadOptions = {}): Promise<LoadedModel> {
+  const abs = resolve(path);
+  statModel(abs);
+  let bytes: Uint8Array;
+  try {
+    bytes = plain(await readFile(abs));
+  } catch (e) {
+    throw ioError(e, abs, 'cannot read the model');
+  }
+  const [loaded, found] = decodeLoaded(abs, bytes);
+  if (opts.externalData !== 'lazy') for (const [t, src] of found) inline(t, await readExternalData(src));
+  return loaded;
+}
+
+/** Synchronous loadModel. @throws LowbitError as loadModel */
+export function loadModelSync(path: string, opts: LoadOptions = {}): LoadedModel {
+  const abs = resolve(path);
+  statModel(abs);
+  let bytes: Uint8Array;
+  try {
+    bytes = plain(readFileSync(abs));
+  } catch (e) {
+    throw ioError(e, abs, 'cannot read the model');
+  }
+  const [loaded, found] = decodeLoaded(abs, bytes);
+  if (opts.externalData !== 'lazy') for (const [t, src] of found) inline(t, readRangeSync(src));
+  return loaded;
+}
+
+/** Decodes and resolves (but does not read) external data, so 'lazy' callers get the sources too. */
+function decodeLoaded(abs: string, bytes: Uint8Array): [LoadedModel, [TensorProto, ExternalSource][]] {
+  const model = decodeModel(bytes);
+  const dir = dirname(abs);
+  const found = externals(model, dir);
+  return [{ model, path: abs, dir, bytes, externalSources: found.map(([, src]) => src) }, found];
+}
+
+export interface SaveOptions {
+  /** Initializers of at least this many bytes go to the side file when one is needed. Default 1 MiB. */
+  externalDataThreshold?: number;
+  /** Side file name, relative to the model's folder. Default `<model file name>.data`. */
+  externalDataName?: string;
+  /** Write the side file even when the model would fit in 2 GiB. */
+  forceExternal?: boolean;
+  /** The file the model was loaded from: saving over it is refused. */
+  inputPath?: string;
+  /** Offsets in the side file are multiples of this (mmap-friendly, as ONNX Runtime expects). Default 4096. */
+  alignment?: number;
+}
+
+export interface SaveResult {
+  path: string;
+  bytes: number;
+  /** Set when a side file was written. */
+  dataPath?: string;
+  dataBytes?: number;
+  externalTensors: number;
+}
+
+function sameFile(a: string, b: string): boolean {
+  if (a === b) return true;
+  try {
+    const sa = statSync(a);
+    const sb = statSync(b);
+    return sa.dev === sb.dev && sa.ino === sb.ino;
+  } catch {
+    return false;
+  }
+}
+
+/** Writes through a temp file in the target's folder, fsyncs, then renames over the target. */
+async function writeAtomic(target: string, write: (fh: FileHandle) => Promise<void>): Promise<void> {
+  const tmp = join(dirname(target), `.${basename(target)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+  let fh: FileHandle | undefined;
+  try {
+    fh = await open(tmp, 'wx');
+    await write(fh);
+    await fh.sync();
+    await fh.close();
+    fh = undefined;
+    await rename(tmp, target);
+  } catch (e) {
+    await fh?.close().catch(() => undefined);
+    await rm(tmp, { force: true }).catch(() => undefined);
+    if ((e as NodeJS.ErrnoException)?.code === 'ENOENT') {
+      throw new LowbitError('FILE_NOT_FOUND', `cannot write '${target}': folder '${dirname(target)}' does not exist`, 'create the output folder first', { cause: e });
+    }
+    throw ioError(e, target, 'cannot write');
+  }
+  // Persist the rename itself (best effort: not every platform can fsync a folder).
+  try {
+    const dh = await open(dirname(target), 'r');
+    await dh.sync().catch(() => undefined);
+    await dh.close();
+  } catch {
+    /* ignore */
+  }
+}
+
+type FileHandle = Awaited<ReturnType<typeof open>>;
+
+async function writeChunks(fh: FileHandle, chunks: { offset: number; bytes: Uint8Array }[]): Promise<void> {
+  for (const { offset, bytes } of chunks) {
+    for (let done = 0; done < bytes.length; ) done += (await fh.write(bytes, done, bytes.length - done, offset + done)).bytesWritten;
+  }
+}
+
+/**
+ * Saves a model atomically. Initializers of at least `externalDataThreshold` bytes go to the
+ * side file `<name>.data` (written atomically first, offsets aligned) when the model would
+ * pass protobuf's 2 GiB limit, or always with `forceExternal`. The caller's model is not mutated.
+ * @throws LowbitError SAME_INPUT_OUTPUT, BAD_OPTION, UNSAFE_PATH (externalDataName),
+ *   EXTERNAL_DATA (tensors still external, from a lazy load), UNSUPPORTED_MODEL (too big even so)
+ */
+export async function saveModel(model: ModelProto, path: string, opts: SaveOptions = {}): Promise<SaveResult> {
+  const out = resolve(path);
+  const threshold = opts.externalDataThreshold ?? 1024 * 1024;
+  const alignment = opts.alignment ?? 4096;
+  if (!Number.isSafeInteger(threshold) || threshold < 0) throw new LowbitError('BAD_OPTION', `externalDataThreshold must be a non-negative integer, got ${threshold}`, 'pass a size in bytes, e.g. 1048576');
+  if (!Number.isSafeInteger(alignment) || alignment < 1) throw new LowbitError('BAD_OPTION', `alignment must be a positive integer, got ${alignment}`, 'use 4096 (the page size)');
+  if (!statSync(dirname(out), { throwIfNoEntry: false })?.isDirectory()) {
+    throw new LowbitError('FILE_NOT_FOUND', `cannot write '${out}': folder '${dirname(out)}' does not exist`, 'create the output folder first');
+  }
+  if (opts.inputPath !== undefined && sameFile(resolve(opts.inputPath), out)) {
+    throw new LowbitError('SAME_INPUT_OUTPUT', `refusing to overwrite the input model '${out}'`, 'choose a different output path');
+  }
+  forEachTensor(model, (t) => {
+    if (isExternal(t) && !t.rawData) throw new LowbitError('EXTERNAL_DATA', `tensor '${t.name ?? ''}' still refers to external data that was not loaded`, "load the model with loadModel() (not externalData: 'lazy') before saving it");
+  });
+
+  const plan = planExternalData(model, { location: opts.externalDataName ?? `${basename(out)}.data`, threshold, alignment, force: opts.forceExternal });
+  let dataPath: string | undefined;
+  if (plan && plan.chunks.length > 0) {
+    dataPath = join(dirname(out), plan.location);
+    if (dataPath === out) throw new LowbitError('BAD_OPTION', `externalDataName '${plan.location}' is the model file itself`, 'use e.g. model.onnx.data');
+    if (plan.location.includes('/')) await mkdir(dirname(dataPath), { recursive: true });
+    // The side file goes first, so a model on disk never points at missing data.
+    await writeAtomic(dataPath, (fh) => writeChunks(fh, plan.chunks));
+  }
+  // Big raw_data go from the model's own arrays to the file: no serialized copy in memory.
+  const parts = encodeModelChunks(plan?.model ?? model);
+  let size = 0;
+  const chunks = parts.map((bytes) => ({ offset: (size += bytes.length) - bytes.length, bytes }));
+  await writeAtomic(out, (fh) => writeChunks(fh, chunks));
+  const result: SaveResult = { path: out, bytes: size, externalTensors: plan?.chunks.length ?? 0 };
+  if (dataPath) {
+    result.dataPath = dataPath;
+    result.dataBytes = plan?.dataBytes;
+  }
+  return result;
+}
+
