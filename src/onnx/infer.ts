@@ -7,8 +7,11 @@ import type { Graph } from './ir.js';
 import { valueInfoTensor } from './ir.js';
 import { DataType, type NodeProto } from './proto.js';
 
-/** Output element types of a node from its input element types (undefined = unknown). */
-type TypeRule = (inputs: (number | undefined)[], node: NodeProto) => (number | undefined)[];
+/**
+ * Output element types of a node from its input element types (undefined = unknown);
+ * `body(attr)` gives the output types of the subgraph held by attribute `attr` (If/Loop/Scan).
+ */
+type TypeRule = (inputs: (number | undefined)[], node: NodeProto, body: (attr: string) => (number | undefined)[]) => (number | undefined)[];
 
 const sameAsInput =
   (i: number): TypeRule =>
@@ -80,6 +83,15 @@ const typeRules: Record<string, TypeRule> = {
   BatchNormalization: (i, n) => n.output.map(() => i[0]),
   Split: (i, n) => n.output.map(() => i[0]),
   LayerNormalization: (i, n) => [i[0], DataType.FLOAT, DataType.FLOAT].slice(0, n.output.length),
+  // Control flow: outputs are typed by the bodies (If: the branch outputs; Loop: body outputs after
+  // the condition; Scan: body outputs).
+  If: (_i, n, body) => {
+    const t = body('then_branch');
+    const e = body('else_branch');
+    return n.output.map((_, k) => t[k] ?? e[k]);
+  },
+  Loop: (_i, n, body) => body('body').slice(1, 1 + n.output.length),
+  Scan: (_i, n, body) => body('body').slice(0, n.output.length),
 };
 
 /** Microsoft-domain rules that differ from "same as input 0". */
@@ -121,14 +133,21 @@ export function inferElemTypes(graph: Graph, outer?: Map<string, number>): Map<s
     const domain = n.domain ?? '';
     const rule =
       domain === 'com.microsoft' ? msRules[n.opType ?? ''] : domain === '' || domain === 'ai.onnx' ? typeRules[n.opType ?? ''] : undefined;
-    const outs = rule ? rule(ins, n) : n.output.map(() => ins[0]);
+    const bodies = new Map<string, Graph>(graph.subgraphs(n).map((s) => [s.attribute, s.graph]));
+    const bodyTypes = new Map<Graph, Map<string, number>>();
+    for (const sub of bodies.values()) bodyTypes.set(sub, inferElemTypes(sub, types));
+    const body = (attr: string): (number | undefined)[] => {
+      const sub = bodies.get(attr);
+      if (!sub) return [];
+      const t = bodyTypes.get(sub)!;
+      return sub.outputs.map((v) => t.get(v.name ?? ''));
+    };
+    const outs = rule ? rule(ins, n, body) : n.output.map(() => ins[0]);
     n.output.forEach((o, k) => {
       const t = outs[k];
       if (o && t && !types.has(o)) types.set(o, t);
     });
-    for (const { graph: sub } of graph.subgraphs(n)) {
-      for (const [k, v] of inferElemTypes(sub, types)) if (!types.has(k)) types.set(k, v);
-    }
+    for (const t of bodyTypes.values()) for (const [k, v] of t) if (!types.has(k)) types.set(k, v);
   }
   return types;
 }

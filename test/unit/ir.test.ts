@@ -187,3 +187,12 @@ test('a Graph built from a proto gives the same proto back', () => {
   const again = new Graph(p.graph!).toProto();
   assert.deepEqual(again, p.graph);
 });
+
+test('type inference types If outputs from the branches, not from the condition', () => {
+  const m = ifModel();
+  m.graph.outputs = m.graph.outputs.map((v) => makeValueInfo(v.name ?? '')); // no declared types
+  const types = inferElemTypes(m.graph);
+  assert.equal(types.get('cond'), DataType.BOOL);
+  assert.equal(types.get('y'), DataType.FLOAT);
+  assert.equal(types.get('t'), DataType.FLOAT);
+});
