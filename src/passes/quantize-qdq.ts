@@ -1,0 +1,354 @@
+// Static post-training quantization in QDQ form: plans with the per-op rule table (qdq-plan.ts), then one
+// engine inserts every QuantizeLinear/DequantizeLinear pair, quantizes weights (per channel) and biases
+// (int32), placed so that ONNX Runtime fuses the node units into integer kernels. Pure.
+
+import { LowbitError } from '../errors.js';
+import { inferElemTypes, isFloatType } from '../onnx/infer.js';
+import { makeNode, type Graph, type Model } from '../onnx/ir.js';
+import { makeAttribute } from '../onnx/attributes.js';
+import { DataType, type NodeProto } from '../onnx/proto.js';
+import { dimsOf, makeTensor } from '../onnx/tensor.js';
+import { allocQuantArray, quantRange, quantType } from '../quant/dtypes.js';
+import { computeQParams } from '../quant/qparams.js';
+import { planGraph, type NodePlan, type QdqPlan } from './qdq-plan.js';
+import { preprocessForQuantization } from './preprocess.js';
+import { addQuantizedWeight, quantizeBias, quantizeWeight, readFloatConstant, removeIfUnused } from './quant-weight.js';
+
+/** Options of {@link quantizeStatic} (and, for the planning part, {@link planQdq}). */
+export interface StaticQuantOptions {
+  /** 8-bit type of activations. uint8 (with int8 weights) is the fast path on x86. */
+  activationType: 'uint8' | 'int8';
+  weightType: 'int8' | 'uint8';
+  /** Per-channel weight scales (needs opset 13; lower opsets are raised when safe, else per tensor). */
+  perChannel: boolean;
+  excludeNodes?: string[];
+  excludeOps?: string[];
+  /** Symmetric activation ranges (zero point in the middle). Stops Relu/Clip folding. */
+  symmetricActivations?: boolean;
+  /** 7-bit weights (ORT's reduce_range), for CPUs without VNNI where u8*s8 pair sums can saturate. Weights only. */
+  reduceRange?: boolean;
+}
+
+/** Per node with a rule: what happened to it. */
+export interface QdqNodeReport {
+  name: string;
+  opType: string;
+  quantized: boolean;
+  /** Why it stays float. */
+  reason?: string;
+  /** The integer kernel ORT is expected to make of it, or where a Relu/Clip went. */
+  kernel?: string;
+  notes?: string[];
+}
+
+/** What {@link quantizeStatic} did. */
+export interface StaticQuantReport {
+  opset: { from: number; to: number; upgraded: boolean; blockers: string[] };
+  preprocess: string[];
+  activationType: 'uint8' | 'int8';
+  weightType: 'int8' | 'uint8';
+  /** Per-channel weights actually used. */
+  perChannel: boolean;
+  nodes: QdqNodeReport[];
+  /** Q/DQ pairs on activations, DQ-only constants (weights, biases, constant operands), Muls dropped as rescales. */
+  counts: { qdqPairs: number; weights: number; biases: number; constants: number; rescales: number };
+  notes: string[];
+}
+
+/** Calibrated range per tensor name. */
+export type TensorRanges = ReadonlyMap<string, { min: number; max: number }>;
+
+const ACT_TYPES = ['uint8', 'int8'] as const;
+const WEIGHT_TYPES = ['int8', 'uint8'] as const;
+
+function checkOptions(opts: Partial<StaticQuantOptions>, full: boolean): void {
+  if (full && !ACT_TYPES.includes(opts.activationType as never)) {
+    throw new LowbitError('BAD_OPTION', `activation type '${String(opts.activationType)}' is not supported`, 'use uint8 (fast on x86) or int8');
+  }
+  if (full && !WEIGHT_TYPES.includes(opts.weightType as never)) {
+    throw new LowbitError('BAD_OPTION', `weight type '${String(opts.weightType)}' is not supported`, 'use int8 or uint8');
+  }
+}
+
+interface Prepared {
+  model: Model;
+  plan: QdqPlan;
+  types: Map<string, number>;
+  opset: number;
+  pre: ReturnType<typeof preprocessForQuantization>;
+}
+
+function prepare(model: Model, opts: Partial<StaticQuantOptions>, isUnknownFloat: (name: string) => boolean): Prepared {
+  const pre = preprocessForQuantization(model);
+  const graph = pre.model.graph;
+  const opset = pre.model.opset('') ?? 1;
+  if (opset < 10) {
+    throw new LowbitError(
+      'UNSUPPORTED_OPSET',
+      `static quantization needs opset 10 (QuantizeLinear); the model has opset ${opset} and cannot be raised: ${pre.opset.blockers.slice(0, 3).join('; ')}`,
+      'convert the model to opset 13 (e.g. onnx.version_converter) and try again',
+    );
+  }
+  const types = inferElemTypes(graph);
+  const irVersion = Number(pre.model.rest.irVersion ?? 8n);
+  const plan = planGraph(graph, {
+    opset,
+    ...(opts.excludeNodes ? { excludeNodes: opts.excludeNodes } : {}),
+    ...(opts.excludeOps ? { excludeOps: opts.excludeOps } : {}),
+    symmetricActivations: opts.symmetricActivations === true,
+    isFloat: (name) => (types.has(name) ? isFloatType(types.get(name)) : isUnknownFloat(name)),
+    initializersInInputsAreConstant: irVersion < 4,
+  });
+  return { model: pre.model, plan, types, opset, pre };
+}
+
+/**
+ * The tensors static quantization needs calibrated ranges for, and the preprocessed model to calibrate
+ * (BatchNormalization folded, opset raised, ...). Tensors of unknown element type are listed too;
+ * {@link quantizeStatic} treats those without a range as non-float.
+ * @throws LowbitError UNSUPPORTED_OPSET below opset 10 when the opset cannot be raised; UNSUPPORTED_MODEL for a cyclic graph.
+ */
+export function planQdq(model: Model, opts: Partial<StaticQuantOptions> = {}): { model: Model; tensors: string[] } {
+  checkOptions(opts, false);
+  const p = prepare(model, opts, () => true);
+  return { model: p.model, tensors: p.plan.calibrationTensors };
+}
+
+interface QParamNames {
+  scale: number;
+  zeroPoint: number;
+  scaleName: string;
+  zeroPointName: string;
+}
+
+/**
+ * Quantizes `model` statically: returns a new QDQ model (the input is not modified) and a report.
+ * Activations get per-tensor parameters from `ranges` (min-max calibration of the tensors planQdq lists),
+ * weights per-channel symmetric int8 (or asymmetric uint8) parameters, biases int32 with
+ * scale = input scale × weight scale. Relu/Clip after a quantized node fold into its output pair, so ORT
+ * turns DQ -> Conv -> Relu -> Q into one QLinearConv.
+ * @throws LowbitError BAD_OPTION for bad options or a planned tensor without a range; NON_FINITE for a
+ *   non-finite range (naming the tensor) or weight; UNSUPPORTED_OPSET below opset 10.
+ */
+export function quantizeStatic(model: Model, ranges: TensorRanges, opts: StaticQuantOptions): { model: Model; report: StaticQuantReport } {
+  checkOptions(opts, true);
+  const { model: out, plan, opset, pre } = prepare(model, opts, (name) => ranges.has(name));
+  const graph = out.graph;
+  const notes: string[] = [];
+  const actType = quantType(opts.activationType);
+  const symmetric = opts.symmetricActivations === true;
+  const perChannel = opts.perChannel && opset >= 13;
+  if (opts.perChannel && !perChannel) notes.push(`per-channel weights need opset 13 and the model stays at ${opset} (${pre.opset.blockers.slice(0, 3).join('; ')}): weights are per tensor`);
+  if (opts.activationType === 'int8' && opts.weightType === 'uint8') notes.push('int8 activations with uint8 weights: ORT has no fused kernel for this pair, the nodes run as float');
+  else if (opts.activationType === 'int8') {
+    notes.push('int8 activations: on x86 ORT fuses only part of the graph (QLinearConv/QLinearMatMul want uint8 activations there; on the test CNN 2 of 6 Convs and no Add/Mul fused); uint8 activations are the fast path');
+  }
+  const missing = plan.calibrationTensors.filter((t) => !ranges.has(t));
+  if (missing.length) {
+    throw new LowbitError(
+      'BAD_OPTION',
+      `no calibration range for ${missing.length} tensor(s): ${missing.slice(0, 5).map((t) => `'${t}'`).join(', ')}${missing.length > 5 ? ', ...' : ''}`,
+      'calibrate the tensors planQdq(model).tensors lists, on the model it returns',
+    );
+  }
+
+  // Parameters, one set per root tensor; shared tensors reuse the root's initializers (ORT compares values).
+  const params = new Map<string, QParamNames>();
+  const counts = { qdqPairs: 0, weights: 0, biases: 0, constants: 0, rescales: 0 };
+  const addParams = (tensor: string, min: number, max: number): QParamNames => {
+    let p: { scale: number; zeroPoint: number };
+    try {
+      p = computeQParams(min, max, actType, { symmetric });
+    } catch (e) {
+      if (e instanceof LowbitError) throw new LowbitError(e.code, `tensor '${tensor}': ${e.message}`, e.hint, { cause: e });
+      throw e;
+    }
+    // A folded Relu/Clip needs zero point = qmin for ORT to drop it; an all-zero range allows any zero point.
+    if (plan.foldOutputs.has(tensor) && min === 0 && max === 0) p.zeroPoint = quantRange(actType).qmin;
+    const zp = allocQuantArray(actType, 1);
+    zp[0] = p.zeroPoint;
+    const scaleName = graph.freshName(`${tensor}_scale`);
+    const zeroPointName = graph.freshName(`${tensor}_zero_point`);
+    graph.setInitializer(makeTensor(scaleName, DataType.FLOAT, [], Float32Array.of(p.scale)));
+    graph.setInitializer(makeTensor(zeroPointName, actType.dataType, [], zp));
+    return { ...p, scaleName, zeroPointName };
+  };
+  const paramsOf = (t: string): QParamNames => {
+    let p = params.get(t);
+    if (p) return p;
+    const src = plan.tensors.get(t)!;
+    if (src.kind === 'calibrated') p = addParams(t, ranges.get(t)!.min, ranges.get(t)!.max);
+    else if (src.kind === 'fixed') p = addParams(t, src.min, src.max);
+    else if (src.kind === 'shared') p = paramsOf(src.from);
+    else if (src.kind === 'scaled') {
+      const from = paramsOf(src.from);
+      const scale = Math.fround(from.scale * src.factor);
+      const scaleName = graph.freshName(`${t}_scale`);
+      graph.setInitializer(makeTensor(scaleName, DataType.FLOAT, [], Float32Array.of(scale)));
+      p = { scale, zeroPoint: from.zeroPoint, scaleName, zeroPointName: from.zeroPointName };
+    } else throw new LowbitError('INTERNAL', `constant '${t}' has no activation parameters`);
+    params.set(t, p);
+    return p;
+  };
+  for (const [t, src] of plan.tensors) if (src.kind !== 'constant') paramsOf(t);
+
+  // Activation pairs. A produced tensor keeps its name on the DQ output, so readers and graph outputs
+  // stay wired and the producer's only reader is the Q (what ORT's node-unit selectors require).
+  const constantDq = new Map<string, { output: string; scale: number }>();
+  const floatsToDrop = new Set<string>();
+  const quantizedName = new Map<string, string>();
+  for (const [t, src] of plan.tensors) {
+    if (src.kind === 'constant' || src.kind === 'scaled') continue;
+    const p = params.get(t)!;
+    const q = graph.freshName(`${t}_quantized`);
+    quantizedName.set(t, q);
+    const producer = graph.producer(t);
+    let qNode: NodeProto;
+    if (producer) {
+      const pre = graph.freshName(`${t}_float`);
+      producer.output[producer.output.indexOf(t)] = pre;
+      qNode = makeNode('QuantizeLinear', [pre, p.scaleName, p.zeroPointName], [q], { name: graph.freshName(`${t}_QuantizeLinear`) });
+      const dq = makeNode('DequantizeLinear', [q, p.scaleName, p.zeroPointName], [t], { name: graph.freshName(`${t}_DequantizeLinear`) });
+      graph.insertAfter(producer, [qNode, dq]);
+    } else {
+      const dqOut = graph.freshName(`${t}_dequantized`);
+      qNode = makeNode('QuantizeLinear', [t, p.scaleName, p.zeroPointName], [q], { name: graph.freshName(`${t}_QuantizeLinear`) });
+      const dq = makeNode('DequantizeLinear', [q, p.scaleName, p.zeroPointName], [dqOut], { name: graph.freshName(`${t}_DequantizeLinear`) });
+      graph.addNodes([qNode, dq], 0);
+      graph.replaceAllUses(t, dqOut, { except: qNode });
+      // replaceAllUses rewrote the DQ's reader too when t feeds it; the DQ reads q, so nothing to undo.
+    }
+    counts.qdqPairs++;
+  }
+  // Rescales (Mul by a positive constant): the node goes, its output is a DQ of the input's integers.
+  for (const p of plan.nodes) {
+    if (!p.rescaled) continue;
+    const y = p.node.output[0]!;
+    const src = plan.tensors.get(y) as { kind: 'scaled'; from: string };
+    let from = src.from;
+    while (!quantizedName.has(from)) from = (plan.tensors.get(from) as { from: string }).from;
+    const py = params.get(y)!;
+    // The node's data input as wired now (a graph input was redirected to its DQ output above).
+    const x = p.node.input.find((c) => c && !graph.initializers.has(c))!;
+    for (const c of p.node.input) if (c && c !== x) floatsToDrop.add(c);
+    graph.replaceNode(p.node, [makeNode('DequantizeLinear', [quantizedName.get(from)!, py.scaleName, py.zeroPointName], [y], { name: graph.freshName(`${y}_DequantizeLinear`) })]);
+    counts.rescales++;
+    // The input's own DequantizeLinear may have lost its last reader (ORT keeps dead DQ nodes).
+    const dqX = graph.producer(x);
+    if (dqX?.opType === 'DequantizeLinear' && graph.consumers(x).length === 0 && !graph.isGraphOutput(x)) graph.removeNodes([dqX]);
+  }
+
+  const dequantize = (base: string, inputs: string[], axis?: number): string => {
+    const output = graph.freshName(`${base}_dequantized`);
+    const attribute = axis === undefined ? [] : [makeAttribute('axis', axis)];
+    graph.addNodes([makeNode('DequantizeLinear', inputs, [output], { name: graph.freshName(`${base}_DequantizeLinear`), attribute })]);
+    return output;
+  };
+  const quantizedNodes = plan.nodes.filter((p) => p.quantized && !p.foldedInto);
+
+  // Constants read as activations (Add/Mul/Concat operands): quantized with the activation type from their values.
+  for (const p of quantizedNodes) {
+    for (const s of p.activationSlots) {
+      const name = p.node.input[s]!;
+      if (plan.tensors.get(name)?.kind !== 'constant') continue;
+      let dq = constantDq.get(name);
+      if (!dq) {
+        const c = readFloatConstant(graph, name);
+        const w = addQuantizedWeight(graph, name, c.data, c.dims, { qtype: opts.activationType, perChannel: false, axis: 0, symmetric });
+        dq = { output: dequantize(name, [w.quantized, w.scale, w.zeroPoint]), scale: w.scaleValues[0]! };
+        constantDq.set(name, dq);
+        counts.constants++;
+      }
+      p.node.input[s] = dq.output;
+      floatsToDrop.add(name);
+    }
+  }
+
+  // Weights (once per weight and axis) and biases.
+  const weightDq = new Map<string, { output: string; scales: Float32Array }>();
+  for (const p of quantizedNodes) {
+    if (p.weight) {
+      const { name, slot } = p.weight;
+      const axis = perChannel ? p.weight.axis : undefined;
+      const key = `${name}\u0000${axis ?? ''}`;
+      let w = weightDq.get(key);
+      if (!w) {
+        const qw = quantizeWeight(graph, name, {
+          qtype: opts.weightType,
+          perChannel: axis !== undefined,
+          axis: axis ?? 0,
+          symmetric: opts.weightType === 'int8',
+          reduceRange: opts.reduceRange === true,
+        });
+        w = { output: dequantize(name, [qw.quantized, qw.scale, qw.zeroPoint], qw.axis), scales: qw.scaleValues };
+        weightDq.set(key, w);
+        counts.weights++;
+      }
+      p.node.input[slot] = w.output;
+      floatsToDrop.add(name);
+    }
+    if (p.bias) quantizeNodeBias(graph, p, params, weightDq, perChannel, dequantize, floatsToDrop, counts);
+  }
+  graph.touch();
+  for (const name of floatsToDrop) removeIfUnused(graph, name);
+  graph.sortInPlace();
+
+  const report: StaticQuantReport = {
+    opset: { from: pre.opset.from, to: opset, upgraded: pre.opset.upgraded, blockers: pre.opset.blockers },
+    preprocess: pre.changes,
+    activationType: opts.activationType,
+    weightType: opts.weightType,
+    perChannel,
+    nodes: plan.nodes.map((p) => nodeReport(p)),
+    counts,
+    notes,
+  };
+  return { model: out, report };
+}
+
+function quantizeNodeBias(
+  graph: Graph,
+  p: NodePlan,
+  params: Map<string, QParamNames>,
+  weightDq: Map<string, { output: string; scales: Float32Array }>,
+  perChannel: boolean,
+  dequantize: (base: string, inputs: string[], axis?: number) => string,
+  floatsToDrop: Set<string>,
+  counts: { biases: number },
+): void {
+  const bias = p.bias!;
+  const inputScale = params.get(bias.input)?.scale;
+  let weightScales: Float32Array | undefined;
+  if (p.weight) weightScales = weightDq.get(`${p.weight.name}\u0000${(perChannel ? p.weight.axis : undefined) ?? ''}`)?.scales;
+  else {
+    const wIn = p.node.input[p.rule.weight!.slot];
+    const ws = wIn ? params.get(wIn)?.scale : undefined;
+    if (ws !== undefined) weightScales = Float32Array.of(ws);
+  }
+  const n = dimsOf(graph.initializers.get(bias.name)!).reduce((a, b) => a * b, 1);
+  if (inputScale === undefined || !weightScales || (weightScales.length > 1 && weightScales.length !== n)) {
+    p.notes.push(`bias '${bias.name}' stays float: its length does not match the weight channels`);
+    return;
+  }
+  const qb = quantizeBias(graph, bias.name, inputScale, weightScales);
+  const zpName = graph.freshName(`${bias.name}_zero_point`);
+  const perAxis = weightScales.length > 1;
+  graph.setInitializer(makeTensor(zpName, DataType.INT32, perAxis ? [n] : [], new Int32Array(perAxis ? n : 1)));
+  p.node.input[bias.slot] = dequantize(bias.name, [qb.quantized, qb.scale, zpName], perAxis ? 0 : undefined);
+  floatsToDrop.add(bias.name);
+  counts.biases++;
+}
+
+function nodeReport(p: NodePlan): QdqNodeReport {
+  const r: QdqNodeReport = { name: p.node.name ?? '', opType: p.node.opType ?? '', quantized: p.quantized };
+  if (p.reason && !p.quantized) r.reason = p.reason;
+  if (p.quantized) {
+    r.kernel = p.foldedInto
+      ? `folded into '${p.foldedInto.name ?? ''}' (${p.foldedInto.opType})`
+      : p.rescaled
+        ? `removed: '${p.rescaled.input}' rescaled by ${p.rescaled.factor}`
+        : p.rule.fusesTo;
+  }
+  if (p.notes.length) r.notes = p.notes;
+  return r;
+}

@@ -1,0 +1,43 @@
+// QDQ rules for the ops with weights: Conv, MatMul, Gemm (per-channel weights, int32 bias).
+// Pure; merged into the table in rules/qdq/index.ts.
+
+import { attrFloat, attrInt } from '../../../onnx/attributes.js';
+import type { QdqRuleTable } from './types.js';
+
+/**
+ * Conv: DQ(x), DQ(W, per output channel = axis 0), DQ(bias int32) -> Conv -> Q  ==>  QLinearConv.
+ * MatMul: DQ(A), DQ(B, per column = axis 1 of a 2-D B) -> MatMul -> Q  ==>  QLinearMatMul
+ *   (a non-constant B is quantized as a second activation).
+ * Gemm: DQ(A), DQ(B, per output column: axis 0 when transB else 1), DQ(C int32) -> Gemm -> Q  ==>  QGemm;
+ *   ORT needs beta = 1 with a quantized C, and lowbit keeps alpha = 1 so the bias scale is a_scale*b_scale
+ *   (preprocess folds alpha into B and beta into C where they are constants).
+ * Every Conv is quantized, also an RGB stem whose QLinearConv alone is slower than float Conv: keeping it
+ * float breaks ORT's NHWC int8 region and cost more overall (measured on the bench CNN: 0.68x vs 1.57x).
+ */
+export const COMPUTE_RULES: QdqRuleTable = {
+  Conv: {
+    activations: [0],
+    weight: { slot: 1, axis: () => 0 },
+    bias: { slot: 2, input: 0 },
+    output: { kind: 'own' },
+    fusesTo: 'QLinearConv',
+  },
+  MatMul: {
+    activations: [0],
+    weight: { slot: 1, axis: (_n, rank) => (rank === 2 ? 1 : undefined) },
+    output: { kind: 'own' },
+    fusesTo: 'QLinearMatMul',
+  },
+  Gemm: {
+    activations: [0],
+    weight: { slot: 1, axis: (n) => (attrInt(n, 'transB', 0) ? 0 : 1) },
+    bias: { slot: 2, input: 0 },
+    output: { kind: 'own' },
+    check: (n) => {
+      if (attrFloat(n, 'alpha', 1) !== 1) return 'alpha is not 1 and B is not a constant to fold it into';
+      if (n.input[2] && attrFloat(n, 'beta', 1) !== 1) return 'beta is not 1 and C is not a constant to fold it into';
+      return undefined;
+    },
+    fusesTo: 'QGemm',
+  },
+};

@@ -1,0 +1,91 @@
+// Calibration: streams batches through the float model with the needed tensors tapped and feeds each
+// batch's values to one range observer per tensor; nothing is kept per sample. Node-side (runtime/).
+
+import { createObserver, type ObserverKind, type Range, type RangeObserver } from '../calib/observer.js';
+import { LowbitError } from '../errors.js';
+import type { NdArray } from '../ndarray.js';
+import type { Model } from '../onnx/ir.js';
+import { float16ArrayToFloat32 } from '../quant/float16.js';
+import { runWithTaps } from '../runtime/tapped.js';
+
+/** Batches keyed by model input name (a BoundDataSource fits). */
+export interface CalibrationData {
+  /** Samples, when known (for progress). */
+  readonly count?: number;
+  batches(batchSize: number): Iterable<Record<string, NdArray>> | AsyncIterable<Record<string, NdArray>>;
+}
+
+/** Progress after each batch. */
+export interface CalibrationProgress {
+  batches: number;
+  samples: number;
+  /** Total samples when the data knows it. */
+  total: number | undefined;
+}
+
+/** Options of {@link calibrate}. */
+export interface CalibrateOptions {
+  /** Tensors to observe (e.g. planQdq(model).tensors). */
+  tensors: readonly string[];
+  /** Samples per run (default 16). */
+  batch?: number;
+  /** ORT intra-op threads (default 2). */
+  threads?: number;
+  /** Default 'minmax'. */
+  method?: ObserverKind;
+  /** moving-average-minmax: weight of each new batch (default 0.01). */
+  averagingConstant?: number;
+  onProgress?: (p: CalibrationProgress) => void;
+}
+
+/** A tapped value as float32, or undefined for non-float tensors (those are not ranged). */
+function asFloat32(arr: NdArray): Float32Array | undefined {
+  if (arr.dtype === 'float32') return arr.data as Float32Array;
+  if (arr.dtype === 'float16') return float16ArrayToFloat32(arr.data as Uint16Array);
+  if (arr.dtype === 'float64') return Float32Array.from(arr.data as Float64Array);
+  return undefined;
+}
+
+/**
+ * Runs `model` over `data` and returns the observed range of every float tensor in `opts.tensors`
+ * (tensors that turn out not to be float are left out of the map). Memory does not grow with the
+ * number of samples: each batch's taps are reduced to running statistics and dropped.
+ * @throws LowbitError BAD_OPTION for a bad batch size or a tensor not in the model; NON_FINITE naming
+ *   the tensor when the model produces NaN/Infinity; BAD_DATA when the data has no batches; RUNTIME
+ *   from ONNX Runtime; data-layer errors pass through.
+ */
+export async function calibrate(model: Model, data: CalibrationData, opts: CalibrateOptions): Promise<Map<string, Range>> {
+  const batch = opts.batch ?? 16;
+  if (!Number.isSafeInteger(batch) || batch < 1) {
+    throw new LowbitError('BAD_OPTION', `calibration batch size must be a positive integer, got ${batch}`, 'use e.g. 16');
+  }
+  const method = opts.method ?? 'minmax';
+  const observerOpts = opts.averagingConstant === undefined ? {} : { averagingConstant: opts.averagingConstant };
+  const observers = new Map<string, RangeObserver>();
+  for (const t of opts.tensors) if (!observers.has(t)) observers.set(t, createObserver(method, t, observerOpts));
+  const nonFloat = new Set<string>();
+  const total = data.count;
+  let samples = 0;
+  const runs = await runWithTaps(
+    model,
+    [...observers.keys()],
+    data.batches(batch),
+    (run) => {
+      for (const [t, obs] of observers) {
+        const v = run.taps[t];
+        const f = v ? asFloat32(v) : undefined;
+        if (!f) nonFloat.add(t);
+        else obs.update(f);
+      }
+      samples += run.size;
+      opts.onProgress?.({ batches: run.index + 1, samples, total });
+    },
+    { threads: opts.threads ?? 2, outputs: false, label: 'calibration' },
+  );
+  if (runs.batches === 0) {
+    throw new LowbitError('BAD_DATA', 'calibration data produced no batches', 'provide at least one calibration sample');
+  }
+  const ranges = new Map<string, Range>();
+  for (const [t, obs] of observers) if (!nonFloat.has(t)) ranges.set(t, obs.range());
+  return ranges;
+}
