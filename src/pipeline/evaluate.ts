@@ -45,8 +45,8 @@ export interface EvaluateResult {
   referenceAccuracy?: number;
   /**
    * Fraction (0..1) of top-1 predictions equal to the reference's: per sample, or per position for
-   * outputs like [N, T, classes]. Only for a classifier-like first output (last axis > 1, or
-   * integer class ids).
+   * outputs like [N, T, classes]. Only for a classifier-like first output (rank 2 or 3 with last
+   * axis > 1, or integer class ids); not for maps such as [N, 1, H, W].
    */
   agreement?: number;
   /** Fidelity over all outputs together vs the reference (see ErrorStats). */
@@ -70,6 +70,9 @@ function top1(arr: NdArray, samples: number): Int32Array | undefined {
   if (INT_DTYPES.has(arr.dtype) && per === 1) return Int32Array.from(asNumbers(arr));
   const last = arr.shape[arr.shape.length - 1] ?? 1;
   if (INT_DTYPES.has(arr.dtype) || arr.dtype === 'bool' || last <= 1) return undefined;
+  // Rank-4+ float outputs are maps (segmentation, detection heat maps): an argmax over their last
+  // (spatial) axis is not a class decision.
+  if (arr.shape.length > 3) return undefined;
   return argmaxLastAxis(arr);
 }
 

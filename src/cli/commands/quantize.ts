@@ -1,0 +1,100 @@
+// `lowbit quantize MODEL -o OUT ...`: flags -> QuantizeOptions -> pipeline quantize() -> table or
+// JSON. Paths are checked before the pipeline (and ONNX Runtime) is loaded. CLI only.
+
+import { Option, type Command } from 'commander';
+import {
+  ACTIVATION_TYPES,
+  CALIB_METHODS,
+  QUANT_MODES,
+  WEIGHT_TYPES,
+  resolveQuantizeOptions,
+  type ActivationType,
+  type CalibMethod,
+  type QuantMode,
+  type QuantizeOptions,
+  type QuantizeResult,
+  type WeightType,
+} from '../../pipeline/options.js';
+import { renderQuantizeReport } from '../../report/quantize-report.js';
+import { checkOutput, choiceOption, jsonOption, nameList, printJson, printText, requireFile, threadsOption } from '../args.js';
+import { stageProgress } from '../lazy.js';
+
+interface QuantizeFlags {
+  output: string;
+  mode?: QuantMode;
+  calib?: string;
+  method?: CalibMethod;
+  perChannel?: boolean;
+  perTensor?: boolean;
+  weightType?: WeightType;
+  activationType?: ActivationType;
+  excludeNodes?: string[];
+  excludeOps?: string[];
+  threads?: number;
+  json?: boolean;
+}
+
+/** Command-line flags -> library options; only what the user set (the library owns the defaults). */
+export function toQuantizeOptions(input: string, f: QuantizeFlags): QuantizeOptions {
+  const o: QuantizeOptions = { input, output: f.output };
+  if (f.mode !== undefined) o.mode = f.mode;
+  if (f.calib !== undefined) o.calib = f.calib;
+  if (f.method !== undefined) o.method = f.method;
+  if (f.perChannel) o.perChannel = true;
+  if (f.perTensor) o.perChannel = false;
+  if (f.weightType !== undefined) o.weightType = f.weightType;
+  if (f.activationType !== undefined) o.activationType = f.activationType;
+  if (f.excludeNodes !== undefined) o.excludeNodes = f.excludeNodes;
+  if (f.excludeOps !== undefined) o.excludeOps = f.excludeOps;
+  if (f.threads !== undefined) o.threads = f.threads;
+  return o;
+}
+
+/** The --json object: exactly output, sizeBytes and fidelity. */
+export function quantizeJson(r: QuantizeResult): { output: string; sizeBytes: QuantizeResult['sizeBytes']; fidelity: QuantizeResult['fidelity'] } {
+  return { output: r.output, sizeBytes: r.sizeBytes, fidelity: r.fidelity };
+}
+
+export function registerQuantize(program: Command): void {
+  program
+    .command('quantize')
+    .description('quantize a float ONNX model to int8 and measure its fidelity against the original')
+    .argument('<MODEL>', 'float ONNX model file')
+    .requiredOption('-o, --output <OUT>', 'where to write the quantized model (never the input)')
+    .addOption(choiceOption('--mode <mode>', "'dynamic' (weights only, activations at run time) or 'static' (calibrated activations, QDQ); default: static with --calib, else dynamic", QUANT_MODES))
+    .option('--calib <DATA>', 'samples for the model inputs (.npy, or .npz keyed by input name): calibration for static mode, verification for both')
+    .addOption(choiceOption('--method <method>', 'calibration method (default: minmax)', CALIB_METHODS))
+    .addOption(new Option('--per-channel', 'one scale per output channel of each weight (default)').conflicts('perTensor'))
+    .addOption(new Option('--per-tensor', 'one scale per weight tensor').conflicts('perChannel'))
+    .addOption(choiceOption('--weight-type <type>', 'weight element type (default: int8)', WEIGHT_TYPES))
+    .addOption(choiceOption('--activation-type <type>', 'activation element type (default: uint8)', ACTIVATION_TYPES))
+    .option('--exclude-nodes <A,B>', 'node names to leave in float (comma-separated, repeatable)', nameList)
+    .option('--exclude-ops <Op,...>', 'op types to leave in float, e.g. Softmax (comma-separated, repeatable)', nameList)
+    .addOption(threadsOption())
+    .addOption(jsonOption())
+    .action(async (model: string, flags: QuantizeFlags) => {
+      requireFile(model, 'model');
+      checkOutput(flags.output, model);
+      if (flags.calib !== undefined) requireFile(flags.calib, 'calibration data');
+      const options = toQuantizeOptions(model, flags);
+      // Fail fast on option combinations (e.g. --mode static without --calib) before loading ORT.
+      resolveQuantizeOptions(options);
+      const progress = stageProgress(!flags.json);
+      options.onProgress = progress.onProgress;
+      // ONNX Runtime loads with the pipeline, only now.
+      const { quantize } = await import('../../pipeline/quantize.js');
+      let result: QuantizeResult;
+      try {
+        result = await quantize(options);
+      } finally {
+        progress.stop();
+      }
+      if (flags.json) {
+        printJson(quantizeJson(result));
+        // stdout holds only the JSON object; fidelity warnings still reach the user.
+        for (const w of result.warnings) process.stderr.write(`warning: ${w}\n`);
+      } else {
+        printText(renderQuantizeReport(result));
+      }
+    });
+}

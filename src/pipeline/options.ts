@@ -1,0 +1,191 @@
+// The typed configuration of quantize(), shared by the CLI and library callers, with its
+// validation (unknown keys and bad values are errors, never ignored). Pure; pipeline/ and cli/ import it.
+
+import { LowbitError } from '../errors.js';
+
+/** dynamic: weights quantized offline, activations at run time; static: activations calibrated (QDQ). */
+export const QUANT_MODES = ['dynamic', 'static'] as const;
+export type QuantMode = (typeof QUANT_MODES)[number];
+
+/** Calibration methods (how observed ranges become quantization ranges). */
+export const CALIB_METHODS = ['minmax'] as const;
+export type CalibMethod = (typeof CALIB_METHODS)[number];
+
+export const WEIGHT_TYPES = ['int8', 'uint8'] as const;
+export type WeightType = (typeof WEIGHT_TYPES)[number];
+
+export const ACTIVATION_TYPES = ['uint8', 'int8'] as const;
+export type ActivationType = (typeof ACTIVATION_TYPES)[number];
+
+/** One step of a long-running stage, for progress displays. */
+export interface ProgressEvent {
+  /** e.g. 'calibrate', 'verify'. */
+  stage: string;
+  done: number;
+  total: number;
+}
+
+/** What `quantize()` accepts. Optional fields take the defaults of {@link resolveQuantizeOptions}. */
+export interface QuantizeOptions {
+  /** Path of the float model (.onnx). */
+  input: string;
+  /** Path to write the quantized model to; must differ from `input`. */
+  output: string;
+  /** Default: 'static' when `calib` is given, else 'dynamic'. */
+  mode?: QuantMode;
+  /**
+   * Samples (.npy / .npz). static: calibration data (required), a held-out part verifies the result;
+   * dynamic: optional, used only to verify fidelity.
+   */
+  calib?: string;
+  /** Default 'minmax'. */
+  method?: CalibMethod;
+  /** Weights per output channel (true, the default) or one scale per tensor (false). */
+  perChannel?: boolean;
+  /** Default 'int8'. */
+  weightType?: WeightType;
+  /** Default 'uint8'. */
+  activationType?: ActivationType;
+  /** Node names left in float. */
+  excludeNodes?: string[];
+  /** Op types left in float (e.g. 'Softmax'). */
+  excludeOps?: string[];
+  /** ONNX Runtime intra-op threads for calibration and verification (default: ORT's choice). */
+  threads?: number;
+  /** Called as long stages advance; the CLI draws progress bars from it. */
+  onProgress?: (event: ProgressEvent) => void;
+}
+
+/** QuantizeOptions with every default filled in. */
+export interface ResolvedQuantizeOptions extends Required<Omit<QuantizeOptions, 'calib' | 'threads' | 'onProgress'>> {
+  calib: string | undefined;
+  threads: number | undefined;
+  onProgress: ((event: ProgressEvent) => void) | undefined;
+}
+
+/** Fidelity of the quantized model against the float one, measured on held-out samples. */
+export interface Fidelity {
+  samples: number;
+  /** Signal-to-quantization-noise ratio of the outputs, dB. */
+  sqnrDb?: number;
+  /** Mean cosine similarity of the outputs, 0..1. */
+  cosine?: number;
+  /** Fraction of samples whose argmax agrees, 0..1 (classifiers). */
+  agreement?: number;
+  maxAbsError?: number;
+}
+
+/** What happened to one node: quantized (detail = the form or kernel) or left float (detail = why). */
+export interface NodeDecision {
+  node: string;
+  opType: string;
+  quantized: boolean;
+  detail: string;
+}
+
+/** Latency statistics of one model, milliseconds. */
+export interface LatencyMs {
+  median: number;
+  p90: number;
+  min: number;
+  mean: number;
+  max: number;
+}
+
+/** Float vs quantized latency, measured interleaved on the same machine. */
+export interface LatencySummary {
+  batch: number;
+  threads: number;
+  float: { latencyMs: LatencyMs };
+  quant: { latencyMs: LatencyMs };
+  /** float median / quantized median: above 1 means the quantized model is faster. */
+  speedup: number;
+}
+
+/** What `quantize()` returns: plain data (report/quantize-report.ts renders it for people). */
+export interface QuantizeResult {
+  mode: QuantMode;
+  output: string;
+  sizeBytes: { before: number; after: number };
+  fidelity: Fidelity;
+  /** What the fidelity was measured on (held-out samples, or synthetic inputs). */
+  verification: string;
+  nodes: NodeDecision[];
+  /** Loud notes, e.g. a fidelity collapse. */
+  warnings: string[];
+  /** Absent when the models could not be timed (inputs that cannot be synthesised). */
+  latency?: LatencySummary;
+}
+
+const KEYS: ReadonlySet<string> = new Set<keyof QuantizeOptions>([
+  'input',
+  'output',
+  'mode',
+  'calib',
+  'method',
+  'perChannel',
+  'weightType',
+  'activationType',
+  'excludeNodes',
+  'excludeOps',
+  'threads',
+  'onProgress',
+]);
+
+function bad(message: string, hint?: string): LowbitError {
+  return new LowbitError('BAD_OPTION', message, hint);
+}
+
+function oneOf<T extends string>(name: string, value: unknown, allowed: readonly T[], dflt: T): T {
+  if (value === undefined) return dflt;
+  if (typeof value === 'string' && (allowed as readonly string[]).includes(value)) return value as T;
+  throw bad(`${name} must be one of ${allowed.join(', ')} (got ${JSON.stringify(value)})`);
+}
+
+function stringList(name: string, value: unknown): string[] {
+  if (value === undefined) return [];
+  if (Array.isArray(value) && value.every((v) => typeof v === 'string' && v.length > 0)) return value.slice();
+  throw bad(`${name} must be a list of non-empty names`);
+}
+
+function path(name: string, value: unknown): string {
+  if (typeof value === 'string' && value.length > 0) return value;
+  throw bad(`${name} must be a file path (got ${JSON.stringify(value)})`);
+}
+
+/**
+ * Checks options from any caller (JavaScript too) and fills in defaults.
+ * @throws LowbitError BAD_OPTION for an unknown key, a value of the wrong type or outside its
+ *   allowed set, or `mode: 'static'` without `calib`
+ */
+export function resolveQuantizeOptions(o: QuantizeOptions): ResolvedQuantizeOptions {
+  if (typeof o !== 'object' || o === null) throw bad('quantize options must be an object');
+  const unknown = Object.keys(o).filter((k) => !KEYS.has(k));
+  if (unknown.length) {
+    throw bad(`unknown quantize option${unknown.length > 1 ? 's' : ''}: ${unknown.join(', ')}`, `valid options: ${[...KEYS].join(', ')}`);
+  }
+  const calib = o.calib === undefined ? undefined : path('calib', o.calib);
+  const mode = oneOf('mode', o.mode, QUANT_MODES, calib === undefined ? 'dynamic' : 'static');
+  if (mode === 'static' && calib === undefined) {
+    throw bad('static quantization needs calibration data', 'pass --calib DATA (.npy or .npz with samples for the model inputs), or use --mode dynamic');
+  }
+  if (o.perChannel !== undefined && typeof o.perChannel !== 'boolean') throw bad('perChannel must be true or false');
+  if (o.threads !== undefined && !(Number.isInteger(o.threads) && o.threads > 0)) {
+    throw bad(`threads must be a positive integer (got ${JSON.stringify(o.threads)})`);
+  }
+  if (o.onProgress !== undefined && typeof o.onProgress !== 'function') throw bad('onProgress must be a function');
+  return {
+    input: path('input', o.input),
+    output: path('output', o.output),
+    mode,
+    calib,
+    method: oneOf('method', o.method, CALIB_METHODS, 'minmax'),
+    perChannel: o.perChannel ?? true,
+    weightType: oneOf('weightType', o.weightType, WEIGHT_TYPES, 'int8'),
+    activationType: oneOf('activationType', o.activationType, ACTIVATION_TYPES, 'uint8'),
+    excludeNodes: stringList('excludeNodes', o.excludeNodes),
+    excludeOps: stringList('excludeOps', o.excludeOps),
+    threads: o.threads,
+    onProgress: o.onProgress,
+  };
+}

@@ -1,0 +1,190 @@
+// quantize(): load -> prepare -> (calibrate) -> rewrite -> save atomically -> verify -> report.
+// The one entry point the CLI and library users call; every step is a function of its own.
+
+import { statSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { LowbitError } from '../errors.js';
+import { bindToModelInputs, openDataSource, split, type BoundDataSource } from '../data/calib-data.js';
+import { loadModel, saveModel } from '../io/model-file.js';
+import { Model, valueInfoTensor } from '../onnx/ir.js';
+import { quantizeDynamic } from '../passes/quantize-dynamic.js';
+import { compareLatency, type LatencyComparison } from './bench.js';
+import { evaluate, type EvaluateResult } from './evaluate.js';
+import { resolveQuantizeOptions, type Fidelity, type NodeDecision, type QuantizeOptions, type QuantizeResult, type ResolvedQuantizeOptions } from './options.js';
+import { quantizeStaticModel } from './quantize-static.js';
+import { syntheticSource } from './synthetic.js';
+
+/** Opsets of the default domain lowbit knows how to rewrite (ONNX Runtime 1.30 runs them). */
+export const MIN_OPSET = 7;
+export const MAX_OPSET = 23;
+
+/** Held-out samples used to verify a static model: 20% of the data, at least 4 and at most 256. */
+export function holdoutCount(count: number): number {
+  if (count < 8) return 0;
+  return Math.min(256, Math.max(4, Math.round(count * 0.2)));
+}
+
+/** When fidelity is this low, the result is flagged (int8 normally keeps ≥ 95% top-1 agreement and > 20 dB). */
+export const COLLAPSE = { agreement: 0.9, sqnrDb: 12 } as const;
+
+function checkOpset(model: Model, path: string): void {
+  const v = model.opset('');
+  if (v === undefined) return; // ONNX-ML-only or custom-domain models: passes skip what they do not know
+  if (v < MIN_OPSET || v > MAX_OPSET) {
+    throw new LowbitError(
+      'UNSUPPORTED_OPSET',
+      `'${path}' uses opset ${v} of the default ONNX domain; lowbit handles opsets ${MIN_OPSET}..${MAX_OPSET}`,
+      v < MIN_OPSET ? 're-export the model with a newer exporter (opset 13 or later is best)' : 're-export the model at a supported opset',
+    );
+  }
+}
+
+/** The model's graph inputs (initializers excluded) as the data layer wants them. */
+export function modelInputs(model: Model): { name: string; elemType: number; dims: (number | string | undefined)[] }[] {
+  return model.graph.inputs
+    .filter((v) => !model.graph.initializers.has(v.name ?? ''))
+    .map((v) => {
+      const t = valueInfoTensor(v);
+      return { name: v.name ?? '', elemType: t.elemType ?? 0, dims: t.dims ?? [] };
+    });
+}
+
+function fileBytes(path: string): number {
+  return statSync(path).size;
+}
+
+/** Everything measured after the rewrite. */
+interface Verification {
+  fidelity: Fidelity;
+  latency: LatencyComparison | undefined;
+  dataNote: string;
+}
+
+async function verify(o: ResolvedQuantizeOptions, floatPath: string, quantPath: string, data: BoundDataSource | undefined, dataNote: string, model: Model): Promise<Verification> {
+  const source = data ?? syntheticSource(modelInputs(model), 16, 1);
+  const batch = Math.min(source.count, Number.isFinite(source.maxBatch) ? source.maxBatch : 16, 16);
+  const r: EvaluateResult = await evaluate({
+    model: quantPath,
+    reference: floatPath,
+    data: source,
+    batch: Math.max(1, batch),
+    ...(o.threads !== undefined ? { threads: o.threads } : {}),
+    ...(o.onProgress ? { onProgress: o.onProgress } : {}),
+  });
+  const fidelity: Fidelity = { samples: r.samples };
+  if (r.agreement !== undefined) fidelity.agreement = r.agreement;
+  if (r.sqnrDb !== undefined) fidelity.sqnrDb = r.sqnrDb;
+  if (r.cosine !== undefined) fidelity.cosine = r.cosine;
+  if (r.maxAbsError !== undefined) fidelity.maxAbsError = r.maxAbsError;
+  let latency: LatencyComparison | undefined;
+  try {
+    latency = await compareLatency(floatPath, quantPath, { batch: 1, runs: 10, warmup: 2, ...(o.threads !== undefined ? { threads: o.threads } : {}) });
+  } catch {
+    latency = undefined; // models whose inputs cannot be synthesised for timing still get fidelity
+  }
+  return { fidelity, latency, dataNote: data ? dataNote : 'synthetic inputs (uniform random; pass --calib DATA to verify on real samples)' };
+}
+
+/** Fidelity warnings: an int8 model this far from its float original is probably broken. */
+export function collapseWarnings(f: Fidelity): string[] {
+  const w: string[] = [];
+  if (f.agreement !== undefined && f.agreement < COLLAPSE.agreement) {
+    w.push(`top-1 agreement with the float model is ${(f.agreement * 100).toFixed(1)}% (int8 normally keeps ≥ ${COLLAPSE.agreement * 100}%)`);
+  }
+  if (f.sqnrDb !== undefined && f.sqnrDb < COLLAPSE.sqnrDb) {
+    w.push(`output SQNR is ${f.sqnrDb.toFixed(1)} dB (int8 normally gives > ${COLLAPSE.sqnrDb} dB)`);
+  }
+  return w;
+}
+
+/** A run that quantized no node wrote a float model under a new name: say so, and why. */
+export function nothingQuantizedWarnings(mode: string, nodes: NodeDecision[], model: Model): string[] {
+  if (nodes.some((n) => n.quantized)) return [];
+  const hasBodies = model.graph.nodes.some((n) => model.graph.subgraphs(n).length > 0);
+  const reasons = [...new Set(nodes.map((n) => n.detail))].slice(0, 3);
+  let why = reasons.length ? `nodes were left float: ${reasons.join('; ')}` : `no node of the main graph is one that ${mode} quantization handles`;
+  if (mode === 'static' && hasBodies) why += '; static quantization does not enter If/Loop/Scan bodies yet (try --mode dynamic)';
+  return [`nothing was quantized: the output is the float model (${why})`];
+}
+
+/**
+ * Quantizes a float ONNX model and measures what it cost.
+ * @throws LowbitError for bad options, unreadable models or data, data that does not match the
+ *   model, `output` equal to `input`; the input file is never modified and the output is written
+ *   atomically (a failed run leaves no partial file).
+ */
+export async function quantize(options: QuantizeOptions): Promise<QuantizeResult> {
+  const o = resolveQuantizeOptions(options);
+  if (resolve(o.input) === resolve(o.output)) {
+    throw new LowbitError('SAME_INPUT_OUTPUT', `the output '${o.output}' is the input model`, 'write the quantized model to another file, e.g. model.int8.onnx');
+  }
+  const loaded = await loadModel(o.input);
+  const model = new Model(loaded.model);
+  checkOpset(model, o.input);
+
+  let data: BoundDataSource | undefined;
+  let calibData: BoundDataSource | undefined;
+  let dataNote = '';
+  if (o.calib !== undefined) {
+    data = bindToModelInputs(openDataSource(o.calib), modelInputs(model));
+    if (o.mode === 'static') {
+      const hold = holdoutCount(data.count);
+      if (hold === 0) {
+        calibData = data;
+        dataNote = `${data.count} calibration samples (too few to hold some out: verified on the same samples)`;
+      } else {
+        const parts = split(data, { count: hold });
+        calibData = parts.head;
+        data = parts.tail;
+        dataNote = `${hold} held-out samples of ${o.calib} (calibrated on the other ${calibData.count})`;
+      }
+    } else {
+      dataNote = `${data.count} samples of ${o.calib}`;
+    }
+  }
+
+  let quantized: Model;
+  let nodes: NodeDecision[];
+  if (o.mode === 'dynamic') {
+    const r = quantizeDynamic(model, {
+      weightType: o.weightType,
+      perChannel: o.perChannel,
+      excludeNodes: o.excludeNodes,
+      excludeOps: o.excludeOps,
+    });
+    quantized = r.model;
+    nodes = [
+      ...r.report.quantized.map((q) => ({ node: q.node, opType: q.opType, quantized: true, detail: q.form })),
+      ...r.report.skipped.map((s) => ({ node: s.node, opType: s.opType, quantized: false, detail: s.reason })),
+    ];
+  } else {
+    const r = await quantizeStaticModel(model, calibData!, o);
+    quantized = r.model;
+    nodes = r.nodes;
+  }
+
+  const saved = await saveModel(quantized.toProto(), o.output, { inputPath: o.input });
+  const before = fileBytes(o.input) + loaded.externalSources.reduce((s, e) => s + e.length, 0);
+  const after = saved.bytes + (saved.dataBytes ?? 0);
+  const v = await verify(o, o.input, o.output, data, dataNote, model);
+  const warnings = [...collapseWarnings(v.fidelity), ...nothingQuantizedWarnings(o.mode, nodes, model)];
+  const result: QuantizeResult = {
+    mode: o.mode,
+    output: o.output,
+    sizeBytes: { before, after },
+    fidelity: v.fidelity,
+    verification: v.dataNote,
+    nodes,
+    warnings,
+  };
+  if (v.latency) {
+    result.latency = {
+      batch: v.latency.float.batch,
+      threads: v.latency.float.threads,
+      float: { latencyMs: v.latency.float.latencyMs },
+      quant: { latencyMs: v.latency.quant.latencyMs },
+      speedup: v.latency.speedup,
+    };
+  }
+  return result;
+}
