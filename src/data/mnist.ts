@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { LowbitError } from '../errors.js';
+import { mulberry32 } from '../rng.js';
 
 /** Images as N×1×28×28 float32 in [0, 1] (NCHW, ready for a float MNIST model) and their labels. */
 export interface MnistSet {
@@ -118,14 +119,7 @@ function readPackage(dir: string): { images: Float32Array; labels: Int32Array } 
 
 /** In-place Fisher–Yates driven by mulberry32 (tiny, seedable, good enough for shuffling). */
 function shuffle(a: number[], seed: number): void {
-  let s = seed >>> 0;
-  const rand = (): number => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const rand = mulberry32(seed).next;
   for (let i = a.length - 1; i > 0; i--) {
     const j = Math.floor(rand() * (i + 1));
     const t = a[i]!;

@@ -2,7 +2,7 @@
 // multi-line "pages", as 8-bit-quantized gray images. Pure (no node: imports); used by realistic-ocr.ts.
 
 import { LowbitError } from '../errors.js';
-import type { Rng } from './realistic-rng.js';
+import type { Rng } from '../rng.js';
 
 /** Handwritten digits: `images` is count*1*28*28 in [0, 1] with ink = 1 (MNIST convention). */
 export interface DigitSource {

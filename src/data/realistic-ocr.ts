@@ -4,7 +4,7 @@
 import { LowbitError } from '../errors.js';
 import type { NdArray } from '../ndarray.js';
 import { loadMnist } from './mnist.js';
-import { mulberry32 } from './realistic-rng.js';
+import { mulberry32 } from '../rng.js';
 import { renderLine, renderPage, resizeWidth, rotate180, type DigitSource, type GrayImage, type PlacedLine } from './realistic-ocr-render.js';
 
 export type { DigitSource, GrayImage, InkBox, PlacedLine } from './realistic-ocr-render.js';

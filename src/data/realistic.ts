@@ -5,7 +5,7 @@
 // VAD: SYNTHESIZED speech (espeak-ng, test/fixtures/audio/speech-16k.wav, made by
 // scripts/make-audio-fixture.sh) — real recordings are not available offline.
 
-export { mulberry32, type Rng } from './realistic-rng.js';
+export { mulberry32, type Rng } from '../rng.js';
 export { renderLine, renderPage, rotate180, resizeWidth } from './realistic-ocr-render.js';
 export {
   ocrRecBatch,

@@ -4,6 +4,7 @@
 
 import { statSync } from 'node:fs';
 import { LowbitError } from '../errors.js';
+import { mulberry32 } from '../rng.js';
 import { sizeOf, type NdArray } from '../ndarray.js';
 import { float32ArrayToFloat16 } from '../quant/float16.js';
 import { DTYPE_INFO, dtypeOfElemType } from '../runtime/arrays.js';
@@ -66,16 +67,9 @@ export interface BenchResult {
   inputShapes: Record<string, number[]>;
 }
 
-/** Small deterministic PRNG (mulberry32): the same seed gives the same inputs on every machine. */
+/** Small deterministic PRNG: the same seed gives the same inputs on every machine. */
 function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  return mulberry32(seed).next;
 }
 
 /** The shape fed to `input` under the batch / shapes policy of {@link FeedShapeOptions}. */

@@ -8,22 +8,11 @@ import { fileURLToPath } from 'node:url';
 import { LowbitError } from '../../src/errors.js';
 import { DataType } from '../../src/onnx/proto.js';
 import { bindToModelInputs, dataSourceFromArrays, openDataSource, split, UNNAMED, type ModelInput } from '../../src/data/calib-data.js';
+import { throwsLowbit } from '../helpers.js';
 
 const FIX = fileURLToPath(new URL('../fixtures/data/', import.meta.url));
 const fx = (name: string): string => join(FIX, name);
 
-function throwsLowbit(fn: () => unknown, code: string, ...parts: string[]): LowbitError {
-  let err: unknown;
-  try {
-    fn();
-  } catch (e) {
-    err = e;
-  }
-  assert.ok(err instanceof LowbitError, `expected LowbitError, got ${String(err)}`);
-  assert.equal(err.code, code, err.message);
-  for (const p of parts) assert.ok(err.message.includes(p), `message ${JSON.stringify(err.message)} lacks ${JSON.stringify(p)}`);
-  return err;
-}
 
 const f32 = (i: number): number => Math.fround(i / 10); // float32.npy holds i / 10, shape [5, 2, 3]
 const input = (name: string, elemType: number, dims: ModelInput['dims']): ModelInput => ({ name, elemType, dims });

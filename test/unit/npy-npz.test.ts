@@ -13,6 +13,7 @@ import { encodeNpy } from '../../src/data/npy.js';
 import { encodeNpyHeader } from '../../src/data/npy-header.js';
 import { openNpz, writeNpz } from '../../src/data/npz.js';
 import { crc32, writeStoredZip } from '../../src/data/zip.js';
+import { throwsLowbit } from '../helpers.js';
 
 const FIX = fileURLToPath(new URL('../fixtures/data/', import.meta.url));
 const fx = (name: string): string => join(FIX, name);
@@ -26,18 +27,6 @@ function withTmp(fn: (dir: string) => void): void {
   }
 }
 
-function throwsLowbit(fn: () => unknown, code: string, ...parts: string[]): LowbitError {
-  let err: unknown;
-  try {
-    fn();
-  } catch (e) {
-    err = e;
-  }
-  assert.ok(err instanceof LowbitError, `expected LowbitError, got ${String(err)}`);
-  assert.equal(err.code, code, err.message);
-  for (const p of parts) assert.ok(err.message.includes(p), `message ${JSON.stringify(err.message)} lacks ${JSON.stringify(p)}`);
-  return err;
-}
 
 // The arrays make.py saved into savez.npz / savez_compressed.npz.
 const X = Float32Array.from({ length: 16 }, (_, i) => i / 16);

@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { LowbitError } from '../../src/errors.js';
 import { DTYPES, halfToFloat, type DType, type NdArray } from '../../src/data/dtype.js';
 import { encodeNpy, openNpy, parseNpy, writeNpy } from '../../src/data/npy.js';
+import { throwsLowbit } from '../helpers.js';
 
 const FIX = fileURLToPath(new URL('../fixtures/data/', import.meta.url));
 const fx = (name: string): string => join(FIX, name);
@@ -20,18 +21,6 @@ function tmp(): { dir: string; done: () => void } {
 }
 
 /** Asserts fn throws a LowbitError with `code` whose message contains every `parts` string. */
-function throwsLowbit(fn: () => unknown, code: string, ...parts: string[]): LowbitError {
-  let err: unknown;
-  try {
-    fn();
-  } catch (e) {
-    err = e;
-  }
-  assert.ok(err instanceof LowbitError, `expected LowbitError, got ${String(err)}`);
-  assert.equal(err.code, code, err.message);
-  for (const p of parts) assert.ok(err.message.includes(p), `message ${JSON.stringify(err.message)} lacks ${JSON.stringify(p)}`);
-  return err;
-}
 
 /** A 3x2x2 array of each dtype with edge values (min/max of the type, negative zero, fractions). */
 function sample(dtype: DType): NdArray {

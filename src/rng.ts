@@ -1,5 +1,5 @@
-// Seeded pseudo-random numbers for the realistic test-data builders (same seed -> same bytes on
-// every platform). Pure; used by src/data/realistic-*.ts and tests.
+// Seeded pseudo-random numbers (same seed -> same values on every platform): data shuffles,
+// synthetic inputs and the realistic test-data builders. Pure; anyone may import.
 
 /** A deterministic random source: every method advances the same stream. */
 export interface Rng {
