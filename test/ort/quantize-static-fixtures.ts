@@ -1,7 +1,7 @@
 // Models and data for the static-quantization tests and bench/static.ts: a small builder-made CNN that
 // exercises every rule family, seeded random inputs, and a calibration source over arrays.
 
-import { mulberry32 } from '../../src/data/realistic-rng.js';
+import { mulberry32 } from '../../src/rng.js';
 import type { NdArray } from '../../src/ndarray.js';
 import { ModelBuilder } from '../../src/onnx/builder.js';
 import type { Model } from '../../src/onnx/ir.js';
