@@ -38,6 +38,11 @@ export interface QuantizeOptions {
    * dynamic: optional, used only to verify fidelity.
    */
   calib?: string;
+  /**
+   * Class labels (.npy of integers, one per sample of `calib`, or one-hot rows): the report adds
+   * top-1 accuracy of the float and the quantized model on the verification samples.
+   */
+  labels?: string;
   /** Default 'minmax'. */
   method?: CalibMethod;
   /** Weights per output channel (true, the default) or one scale per tensor (false). */
@@ -57,8 +62,9 @@ export interface QuantizeOptions {
 }
 
 /** QuantizeOptions with every default filled in. */
-export interface ResolvedQuantizeOptions extends Required<Omit<QuantizeOptions, 'calib' | 'threads' | 'onProgress'>> {
+export interface ResolvedQuantizeOptions extends Required<Omit<QuantizeOptions, 'calib' | 'labels' | 'threads' | 'onProgress'>> {
   calib: string | undefined;
+  labels: string | undefined;
   threads: number | undefined;
   onProgress: ((event: ProgressEvent) => void) | undefined;
 }
@@ -73,6 +79,9 @@ export interface Fidelity {
   /** Fraction of samples whose argmax agrees, 0..1 (classifiers). */
   agreement?: number;
   maxAbsError?: number;
+  /** Top-1 accuracy against `labels`, 0..1: of the quantized model and of the float model. */
+  accuracy?: number;
+  floatAccuracy?: number;
 }
 
 /** What happened to one node: quantized (detail = the form or kernel) or left float (detail = why). */
@@ -122,6 +131,7 @@ const KEYS: ReadonlySet<string> = new Set<keyof QuantizeOptions>([
   'output',
   'mode',
   'calib',
+  'labels',
   'method',
   'perChannel',
   'weightType',
@@ -166,6 +176,10 @@ export function resolveQuantizeOptions(o: QuantizeOptions): ResolvedQuantizeOpti
   }
   const calib = o.calib === undefined ? undefined : path('calib', o.calib);
   const mode = oneOf('mode', o.mode, QUANT_MODES, calib === undefined ? 'dynamic' : 'static');
+  const labels = o.labels === undefined ? undefined : path('labels', o.labels);
+  if (labels !== undefined && calib === undefined) {
+    throw bad('labels need the samples they label', 'pass --calib DATA together with --labels LABELS.npy (one label per sample)');
+  }
   if (mode === 'static' && calib === undefined) {
     throw bad('static quantization needs calibration data', 'pass --calib DATA (.npy or .npz with samples for the model inputs), or use --mode dynamic');
   }
@@ -179,6 +193,7 @@ export function resolveQuantizeOptions(o: QuantizeOptions): ResolvedQuantizeOpti
     output: path('output', o.output),
     mode,
     calib,
+    labels,
     method: oneOf('method', o.method, CALIB_METHODS, 'minmax'),
     perChannel: o.perChannel ?? true,
     weightType: oneOf('weightType', o.weightType, WEIGHT_TYPES, 'int8'),

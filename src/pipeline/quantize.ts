@@ -5,7 +5,10 @@ import { statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { LowbitError } from '../errors.js';
 import { bindToModelInputs, openDataSource, split, type BoundDataSource } from '../data/calib-data.js';
+import { openNpy } from '../data/npy.js';
 import { loadModel, saveModel } from '../io/model-file.js';
+import type { NdArray } from '../ndarray.js';
+import { sliceAxis0 } from '../runtime/arrays.js';
 import { Model, valueInfoTensor } from '../onnx/ir.js';
 import { quantizeDynamic } from '../passes/quantize-dynamic.js';
 import { compareLatency, type LatencyComparison } from './bench.js';
@@ -53,6 +56,18 @@ function fileBytes(path: string): number {
   return statSync(path).size;
 }
 
+/**
+ * Labels for the calibration samples: one per sample.
+ * @throws LowbitError DATA_MISMATCH when the count differs from the data's.
+ */
+function readLabels(path: string, count: number): NdArray {
+  const labels = openNpy(path).readAll();
+  if (labels.shape[0] !== count) {
+    throw new LowbitError('DATA_MISMATCH', `'${path}' has ${labels.shape[0] ?? 0} labels but the calibration data has ${count} samples`, 'give one label per calibration sample, in the same order');
+  }
+  return labels;
+}
+
 /** Everything measured after the rewrite. */
 interface Verification {
   fidelity: Fidelity;
@@ -60,13 +75,22 @@ interface Verification {
   dataNote: string;
 }
 
-async function verify(o: ResolvedQuantizeOptions, floatPath: string, quantPath: string, data: BoundDataSource | undefined, dataNote: string, model: Model): Promise<Verification> {
+async function verify(
+  o: ResolvedQuantizeOptions,
+  floatPath: string,
+  quantPath: string,
+  data: BoundDataSource | undefined,
+  labels: NdArray | undefined,
+  dataNote: string,
+  model: Model,
+): Promise<Verification> {
   const source = data ?? syntheticSource(modelInputs(model), 16, 1);
   const batch = Math.min(source.count, Number.isFinite(source.maxBatch) ? source.maxBatch : 16, 16);
   const r: EvaluateResult = await evaluate({
     model: quantPath,
     reference: floatPath,
     data: source,
+    ...(labels ? { labels } : {}),
     batch: Math.max(1, batch),
     ...(o.threads !== undefined ? { threads: o.threads } : {}),
     ...(o.onProgress ? { onProgress: o.onProgress } : {}),
@@ -76,6 +100,8 @@ async function verify(o: ResolvedQuantizeOptions, floatPath: string, quantPath: 
   if (r.sqnrDb !== undefined) fidelity.sqnrDb = r.sqnrDb;
   if (r.cosine !== undefined) fidelity.cosine = r.cosine;
   if (r.maxAbsError !== undefined) fidelity.maxAbsError = r.maxAbsError;
+  if (r.accuracy !== undefined) fidelity.accuracy = r.accuracy;
+  if (r.referenceAccuracy !== undefined) fidelity.floatAccuracy = r.referenceAccuracy;
   let latency: LatencyComparison | undefined;
   try {
     latency = await compareLatency(floatPath, quantPath, { batch: 1, runs: 10, warmup: 2, ...(o.threads !== undefined ? { threads: o.threads } : {}) });
@@ -124,9 +150,11 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
 
   let data: BoundDataSource | undefined;
   let calibData: BoundDataSource | undefined;
+  let labels: NdArray | undefined;
   let dataNote = '';
   if (o.calib !== undefined) {
     data = bindToModelInputs(openDataSource(o.calib), modelInputs(model));
+    if (o.labels !== undefined) labels = readLabels(o.labels, data.count);
     if (o.mode === 'static') {
       const hold = holdoutCount(data.count);
       if (hold === 0) {
@@ -136,6 +164,7 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
         const parts = split(data, { count: hold });
         calibData = parts.head;
         data = parts.tail;
+        if (labels) labels = sliceAxis0(labels, labels.shape[0]! - hold, labels.shape[0]!);
         dataNote = `${hold} held-out samples of ${o.calib} (calibrated on the other ${calibData.count})`;
       }
     } else {
@@ -166,7 +195,7 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
   const saved = await saveModel(quantized.toProto(), o.output, { inputPath: o.input });
   const before = fileBytes(o.input) + loaded.externalSources.reduce((s, e) => s + e.length, 0);
   const after = saved.bytes + (saved.dataBytes ?? 0);
-  const v = await verify(o, o.input, o.output, data, dataNote, model);
+  const v = await verify(o, o.input, o.output, data, labels, dataNote, model);
   const warnings = [...collapseWarnings(v.fidelity), ...nothingQuantizedWarnings(o.mode, nodes, model)];
   const result: QuantizeResult = {
     mode: o.mode,

@@ -9,7 +9,7 @@ export interface QuantizeReportInput {
   mode: string;
   output: string;
   sizeBytes: { before: number; after: number };
-  fidelity: { samples: number; agreement?: number; sqnrDb?: number; cosine?: number; maxAbsError?: number };
+  fidelity: { samples: number; agreement?: number; sqnrDb?: number; cosine?: number; maxAbsError?: number; accuracy?: number; floatAccuracy?: number };
   latency?: { float: { latencyMs: { median: number } }; quant: { latencyMs: { median: number } }; speedup: number; batch: number; threads: number };
   verification: string;
   nodes: { node: string; opType: string; quantized: boolean; detail: string }[];
@@ -49,6 +49,10 @@ export function renderQuantizeReport(r: QuantizeReportInput): string {
       formatMs(r.latency.quant.latencyMs.median),
       r.latency.speedup >= 1 ? `${formatRatio(r.latency.speedup)} faster` : `${formatRatio(1 / r.latency.speedup)} SLOWER`,
     ]);
+  }
+  if (f.accuracy !== undefined && f.floatAccuracy !== undefined) {
+    const drop = (f.floatAccuracy - f.accuracy) * 100;
+    rows.push(['top-1 accuracy (labels)', formatPct(f.floatAccuracy, { digits: 2 }), formatPct(f.accuracy, { digits: 2 }), `${drop >= 0 ? '-' : '+'}${Math.abs(drop).toFixed(2)} points`]);
   }
   const parts: string[] = [];
   parts.push(renderTable(['', 'float', r.mode === 'dynamic' ? 'int8 (dynamic)' : 'int8 (static QDQ)', 'change'], rows, { title: `lowbit quantize → ${r.output}` }));

@@ -112,6 +112,26 @@ describe('quantize(): bad input', () => {
     await rejects(quantize({ input: join(dir, 'missing.onnx'), output: join(dir, 'm.onnx') }), 'FILE_NOT_FOUND', /missing\.onnx/);
   });
 
+  it('labels add float vs int8 accuracy on the held-out samples; a label count mismatch is refused', async () => {
+    const data = f32([40, 16], 7);
+    const calib = npy('labelled.npy', data);
+    // Labels = the float model's own predictions, so float accuracy is exactly 1 and int8 accuracy = agreement.
+    const s = await Session.create(model);
+    const probs = (await s.run({ x: data }))[s.outputNames[0]!]!.data as Float32Array;
+    await s.release();
+    const labels = new Int32Array(40).map((_, i) => {
+      const row = probs.subarray(4 * i, 4 * i + 4);
+      return row.indexOf(Math.max(...row));
+    });
+    const labelsPath = npy('labels.npy', { dtype: 'int32', shape: [40], data: labels });
+    const r = await quantize({ input: model, output: join(dir, 'labelled.onnx'), calib, labels: labelsPath });
+    assert.equal(r.fidelity.floatAccuracy, 1);
+    assert.equal(r.fidelity.accuracy, r.fidelity.agreement);
+    const short = npy('short-labels.npy', { dtype: 'int32', shape: [39], data: labels.subarray(0, 39) });
+    await rejects(quantize({ input: model, output: join(dir, 'l2.onnx'), calib, labels: short }), 'DATA_MISMATCH', /39 labels.*40 samples/);
+    await rejects(quantize({ input: model, output: join(dir, 'l3.onnx'), labels: labelsPath }), 'BAD_OPTION', /labels/);
+  });
+
   it('a constant (range 0) activation quantizes without NaN, and no temp file is left behind', async () => {
     const out = join(dir, 'const-static.onnx');
     const r = await quantize({ input: model, output: out, calib: npy('ok.npy', f32([40, 16])) });

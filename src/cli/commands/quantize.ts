@@ -23,6 +23,7 @@ interface QuantizeFlags {
   output: string;
   mode?: QuantMode;
   calib?: string;
+  labels?: string;
   method?: CalibMethod;
   perChannel?: boolean;
   perTensor?: boolean;
@@ -39,6 +40,7 @@ export function toQuantizeOptions(input: string, f: QuantizeFlags): QuantizeOpti
   const o: QuantizeOptions = { input, output: f.output };
   if (f.mode !== undefined) o.mode = f.mode;
   if (f.calib !== undefined) o.calib = f.calib;
+  if (f.labels !== undefined) o.labels = f.labels;
   if (f.method !== undefined) o.method = f.method;
   if (f.perChannel) o.perChannel = true;
   if (f.perTensor) o.perChannel = false;
@@ -63,6 +65,7 @@ export function registerQuantize(program: Command): void {
     .requiredOption('-o, --output <OUT>', 'where to write the quantized model (never the input)')
     .addOption(choiceOption('--mode <mode>', "'dynamic' (weights only, activations at run time) or 'static' (calibrated activations, QDQ); default: static with --calib, else dynamic", QUANT_MODES))
     .option('--calib <DATA>', 'samples for the model inputs (.npy, or .npz keyed by input name): calibration for static mode, verification for both')
+    .option('--labels <LABELS.npy>', 'class labels of the --calib samples: adds float vs int8 top-1 accuracy to the report')
     .addOption(choiceOption('--method <method>', 'calibration method (default: minmax)', CALIB_METHODS))
     .addOption(new Option('--per-channel', 'one scale per output channel of each weight (default)').conflicts('perTensor'))
     .addOption(new Option('--per-tensor', 'one scale per weight tensor').conflicts('perChannel'))
@@ -76,6 +79,7 @@ export function registerQuantize(program: Command): void {
       requireFile(model, 'model');
       checkOutput(flags.output, model);
       if (flags.calib !== undefined) requireFile(flags.calib, 'calibration data');
+      if (flags.labels !== undefined) requireFile(flags.labels, 'labels');
       const options = toQuantizeOptions(model, flags);
       // Fail fast on option combinations (e.g. --mode static without --calib) before loading ORT.
       resolveQuantizeOptions(options);
