@@ -9,6 +9,7 @@ import { copyFileSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync,
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { writeNpy } from '../../src/data/npy.js';
+import { writeNpz } from '../../src/data/npz.js';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
 const VAD = 'node_modules/@ricky0123/vad-web/dist/silero_vad_legacy.onnx';
@@ -69,9 +70,9 @@ after(() => rmSync(tmp, { recursive: true, force: true }));
 /** Options each command's --help must name. */
 const HELP: Readonly<Record<string, readonly string[]>> = {
   inspect: ['--json', 'MODEL'],
-  quantize: ['-o, --output', '--mode', 'dynamic', 'static', '--calib', '--method', 'minmax', '--per-channel', '--per-tensor', '--weight-type', '--activation-type', '--exclude-nodes', '--exclude-ops', '--threads', '--json'],
+  quantize: ['-o, --output', '--mode', 'dynamic', 'static', '--calib', '--labels', '--method', 'minmax', '--per-channel', '--per-tensor', '--weight-type', '--activation-type', '--exclude-nodes', '--exclude-ops', '--threads', '--json'],
   eval: ['--data', '--labels', '--reference', '--batch', '--threads', '--json'],
-  bench: ['--batch', '--threads', '--runs', '--json'],
+  bench: ['--batch', '--threads', '--runs', '--data', '--dim', '--json'],
   demo: ['--threads', '--json'],
 };
 
@@ -401,5 +402,23 @@ describe('lowbit eval and bench run real models in ONNX Runtime', { concurrency:
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /│ model size +│ 579 kB +│/);
     assert.match(r.stdout, /│ latency, median +│/);
+  });
+});
+
+describe('lowbit bench inputs', () => {
+  test('--data feeds real samples (silero VAD needs sr=16000 and its LSTM state); --dim sizes symbolic dims', async () => {
+    const npz = join(tmp, 'vad-feeds.npz');
+    writeNpz(npz, {
+      input: { dtype: 'float32', shape: [1, 1536], data: new Float32Array(1536).map((_, i) => 0.1 * Math.sin(i / 10)) },
+      sr: { dtype: 'int64', shape: [1], data: new BigInt64Array([16000n]) },
+      h: { dtype: 'float32', shape: [1, 2, 1, 64], data: new Float32Array(128) },
+      c: { dtype: 'float32', shape: [1, 2, 1, 64], data: new Float32Array(128) },
+    });
+    const withData = await lowbit(['bench', VAD, '--data', npz, '--runs', '2', '--json']);
+    assert.equal(withData.code, 0, withData.stderr);
+    assert.equal(JSON.parse(withData.stdout).batch, 1);
+    const dims = await lowbit(['bench', OCR_CLS, '--dim', 'p2o.DynamicDimension.1=48', '--dim', 'p2o.DynamicDimension.2=192', '--runs', '2', '--json']);
+    assert.equal(dims.code, 0, dims.stderr);
+    assertFails(await lowbit(['bench', OCR_CLS, '--dim', 'width']), 2, /expected NAME=SIZE/);
   });
 });
