@@ -1,9 +1,10 @@
 // fp32 vs static int8 (QDQ, uint8 activations / int8 per-channel weights) latency in ONNX Runtime:
-// the builder CNN (test size: 16 channels; bench size: 64 channels) and the PP-OCR direction classifier,
-// at batch 1 and 32, 2 threads. Float and int8 runs are interleaved (pipeline/bench.ts compareLatency) so
+// the builder CNN (test size: 16 channels; bench size: 64 channels), a dense VGG-style 3x3 CNN (64-256
+// channels), a MatMul-heavy transformer encoder (4 layers, hidden 512, seq 64) and the PP-OCR direction
+// classifier (depthwise, MobileNetV3-style), at batch 1 and 32, 2 threads. Float and int8 runs are interleaved (pipeline/bench.ts compareLatency) so
 // machine noise hits both alike; medians are reported, plus process CPU time per run at 1 thread, which
 // other processes on a shared machine disturb less. Calibration inputs are synthetic (seeded normal noise
-// for the CNN; MNIST digits rendered as text lines for the classifier).
+// for the builder models; MNIST digits rendered as text lines for the classifier).
 // Run: node --import tsx bench/static.ts [--runs N]
 
 import { ocrClsBatch } from '../src/data/realistic-ocr.js';
@@ -18,7 +19,7 @@ import { calibrate } from '../src/pipeline/calibrate.js';
 import { renderTable } from '../src/report/table.js';
 import { opTypeCounts, optimizedModel } from '../src/runtime/optimized.js';
 import { Session } from '../src/runtime/session.js';
-import { arraySource, buildSmallCnn, normalArray } from '../test/ort/quantize-static-fixtures.js';
+import { arraySource, buildDenseCnn, buildSmallCnn, buildTransformer, normalArray } from '../test/ort/quantize-static-fixtures.js';
 
 const OPTS: StaticQuantOptions = { activationType: 'uint8', weightType: 'int8', perChannel: true };
 const arg = (name: string, dflt: number): number => {
@@ -64,6 +65,8 @@ const cls = new Model((await loadModel(realModelPath('ocrCls'))).model);
 const cases: Case[] = [
   { name: 'CNN 16ch 3x32x32', float: buildSmallCnn(1), calib: normalArray([64, 3, 32, 32], 11), sample: [3, 32, 32] },
   { name: 'CNN 64ch 3x32x32', float: buildSmallCnn(1, { channels: 64 }), calib: normalArray([64, 3, 32, 32], 11), sample: [3, 32, 32] },
+  { name: 'dense CNN 64-256ch 3x32x32', float: buildDenseCnn(1), calib: normalArray([64, 3, 32, 32], 11), sample: [3, 32, 32] },
+  { name: 'transformer 4x512, seq 64', float: buildTransformer(1), calib: normalArray([32, 64, 512], 11), sample: [64, 512] },
   { name: 'PP-OCR cls 3x48x192', float: cls, calib: ocrClsBatch(32, 1).input, sample: [3, 48, 192] },
 ];
 
@@ -72,7 +75,7 @@ for (const c of cases) {
   const f = encodeModel(c.float.toProto());
   const q = await quantized(c);
   const ops = opTypeCounts(await optimizedModel(q, { threads: 2 }));
-  const floatCompute = ['Conv', 'MatMul', 'Gemm', 'com.microsoft:FusedConv'].reduce((n, op) => n + (ops.get(op) ?? 0), 0);
+  const floatCompute = ['Conv', 'MatMul', 'Gemm', 'com.microsoft:FusedConv', 'com.microsoft:FusedMatMul'].reduce((n, op) => n + (ops.get(op) ?? 0), 0);
   for (const batch of [1, 32]) {
     const runs = RUNS || (batch === 1 ? 200 : 30);
     const r = await compareLatency(f, q, { threads: 2, runs, warmup: 5, shapes: { x: [batch, ...c.sample] } });

@@ -32,6 +32,12 @@ export interface SessionOptions {
   freeDims?: Record<string, number>;
   /** How messages name the model (default: the path, or `model (N bytes)`). */
   label?: string;
+  /**
+   * Turns on ORT's profiler: per-node kernel times are written as Chrome-trace JSON to
+   * `<profilePrefix>_<timestamp>.json` when the session is released (events of cat 'Node' named
+   * `<node>_kernel_time`, with args.op_name and dur in microseconds).
+   */
+  profilePrefix?: string;
 }
 
 /** An input or output as ORT reports it. */
@@ -90,6 +96,10 @@ function ortOptions(opts: SessionOptions): ort.InferenceSession.SessionOptions {
   if (opts.optimizationLevel) o.graphOptimizationLevel = opts.optimizationLevel;
   if (opts.optimizedModelPath) o.optimizedModelFilePath = opts.optimizedModelPath;
   if (opts.freeDims) o.freeDimensionOverrides = opts.freeDims;
+  if (opts.profilePrefix) {
+    o.enableProfiling = true;
+    o.profileFilePrefix = opts.profilePrefix;
+  }
   return o;
 }
 

@@ -80,3 +80,82 @@ export function buildSmallCnn(seed = 1, opts: { channels?: number } = {}): Model
   b.output(probs, DataType.FLOAT, ['N', 10]);
   return b.build();
 }
+
+/** Seeded He-style weights and small biases for the builder models below. */
+function weightMaker(b: ModelBuilder, seed: number) {
+  const rng = mulberry32(seed);
+  const fill = (n: number, s: number): Float32Array => {
+    const data = new Float32Array(n);
+    for (let i = 0; i < n; i++) data[i] = rng.normal() * s;
+    return data;
+  };
+  return {
+    weight: (name: string, dims: number[], fanIn: number, gain = 2): string => b.initializer(name, fill(dims.reduce((a, d) => a * d, 1), Math.sqrt(gain / fanIn)), dims),
+    bias: (name: string, n: number): string => b.initializer(name, fill(n, 0.1), [n]),
+  };
+}
+
+/**
+ * A VGG-style dense CNN on x [N, 3, 32, 32] -> probs [N, 10]: two 3x3 Conv+Relu at `channels`, MaxPool,
+ * two at 2x`channels`, MaxPool, one at 4x`channels`, GlobalAveragePool, Flatten, Gemm, Softmax.
+ */
+export function buildDenseCnn(seed = 1, opts: { channels?: number } = {}): Model {
+  const c = opts.channels ?? 64;
+  const b = new ModelBuilder({ opset: 13 });
+  const { weight, bias } = weightMaker(b, seed);
+  let layer = 0;
+  const convRelu = (x: string, cin: number, cout: number): string => {
+    const name = `conv${++layer}`;
+    const y = b.op('Conv', [x, weight(`${name}_W`, [cout, cin, 3, 3], cin * 9), bias(`${name}_B`, cout)], { kernel_shape: [3, 3], pads: [1, 1, 1, 1] }, { name });
+    return b.op('Relu', [y], {}, { name: `relu${layer}` });
+  };
+  const pool = (x: string, name: string): string => b.op('MaxPool', [x], { kernel_shape: [2, 2], strides: [2, 2] }, { name });
+  const x = b.input('x', DataType.FLOAT, ['N', 3, 32, 32]);
+  let h = convRelu(convRelu(x, 3, c), c, c);
+  h = pool(h, 'pool1');
+  h = convRelu(convRelu(h, c, 2 * c), 2 * c, 2 * c);
+  h = pool(h, 'pool2');
+  h = convRelu(h, 2 * c, 4 * c);
+  const flat = b.op('Flatten', [b.op('GlobalAveragePool', [h], {}, { name: 'gap' })], { axis: 1 }, { name: 'flatten' });
+  const logits = b.op('Gemm', [flat, weight('fc_W', [10, 4 * c], 4 * c, 1), bias('fc_B', 10)], { transB: 1 }, { name: 'fc' });
+  b.output(b.op('Softmax', [logits], { axis: -1 }, { name: 'softmax' }), DataType.FLOAT, ['N', 10]);
+  return b.build();
+}
+
+/**
+ * A MatMul-heavy transformer-style encoder on x [N, seq, hidden] -> [N, seq, hidden]: `layers` blocks of
+ * multi-head self-attention (MatMul + bias Add for q/k/v/out, Reshape/Transpose to heads, MatMul q·kᵀ,
+ * Mul by 1/sqrt(head dim), Softmax, MatMul by v) and a Relu MLP (hidden -> 4 x hidden -> hidden), each
+ * with a residual Add. No normalization layers (weights are scaled so activations stay bounded).
+ */
+export function buildTransformer(seed = 1, opts: { hidden?: number; seq?: number; heads?: number; layers?: number } = {}): Model {
+  const d = opts.hidden ?? 512;
+  const seq = opts.seq ?? 64;
+  const heads = opts.heads ?? 8;
+  const hd = d / heads;
+  const b = new ModelBuilder({ opset: 13 });
+  const { weight, bias } = weightMaker(b, seed);
+  const linear = (x: string, cin: number, cout: number, name: string, gain = 1): string =>
+    b.op('Add', [b.op('MatMul', [x, weight(`${name}_W`, [cin, cout], cin, gain)], {}, { name }), bias(`${name}_B`, cout)], {}, { name: `${name}_bias` });
+  const toHeads = b.initializer('heads_shape', BigInt64Array.of(0n, 0n, BigInt(heads), BigInt(hd)), [4]);
+  const fromHeads = b.initializer('model_shape', BigInt64Array.of(0n, 0n, BigInt(d)), [3]);
+  const invSqrt = b.initializer('inv_sqrt_hd', Float32Array.of(1 / Math.sqrt(hd)), []);
+  let h = b.input('x', DataType.FLOAT, ['N', seq, d]);
+  for (let l = 0; l < (opts.layers ?? 4); l++) {
+    const p = `l${l}`;
+    const split = (name: string, perm: number[]): string =>
+      b.op('Transpose', [b.op('Reshape', [linear(h, d, d, `${p}_${name}`), toHeads], {}, { name: `${p}_${name}_heads` })], { perm }, { name: `${p}_${name}_t` });
+    const q = split('q', [0, 2, 1, 3]);
+    const kT = split('k', [0, 2, 3, 1]);
+    const v = split('v', [0, 2, 1, 3]);
+    const scores = b.op('Mul', [b.op('MatMul', [q, kT], {}, { name: `${p}_qk` }), invSqrt], {}, { name: `${p}_scale` });
+    const probs = b.op('Softmax', [scores], { axis: -1 }, { name: `${p}_softmax` });
+    const ctx = b.op('Transpose', [b.op('MatMul', [probs, v], {}, { name: `${p}_pv` })], { perm: [0, 2, 1, 3] }, { name: `${p}_ctx_t` });
+    const attn = linear(b.op('Reshape', [ctx, fromHeads], {}, { name: `${p}_ctx` }), d, d, `${p}_o`);
+    h = b.op('Add', [h, attn], {}, { name: `${p}_res1` });
+    const mlp = linear(b.op('Relu', [linear(h, d, 4 * d, `${p}_fc1`, 2)], {}, { name: `${p}_relu` }), 4 * d, d, `${p}_fc2`);
+    h = b.op('Add', [h, mlp], {}, { name: `${p}_res2` });
+  }
+  b.output(h, DataType.FLOAT, ['N', seq, d]);
+  return b.build();
+}
