@@ -17,3 +17,4 @@ export { quantizeDynamic, type QuantizeDynamicOptions, type QuantizeDynamicRepor
 export { planQdq, quantizeStatic, type StaticQuantOptions, type StaticQuantReport, type TensorRanges } from './passes/quantize-qdq.js';
 export { preprocessForQuantization } from './passes/preprocess.js';
 export { addTaps } from './passes/taps.js';
+export * from './grad/index.js';
