@@ -1,5 +1,6 @@
-// Range observers for static-quantization calibration: streaming per-tensor statistics whose memory
-// does not grow with the number of samples. Pure; imported by pipeline/calibrate.ts and above.
+// The range-observer contract of static-quantization calibration (streaming per-tensor statistics whose
+// memory does not grow with the number of samples) and the min-max observers. The histogram observers
+// are in percentile.ts, entropy.ts and mse.ts; create.ts picks one. Pure.
 
 import { LowbitError } from '../errors.js';
 
@@ -31,15 +32,6 @@ export interface RangeObserver {
   range(): Range;
 }
 
-/** Observer kinds {@link createObserver} knows. */
-export type ObserverKind = 'minmax' | 'moving-average-minmax';
-
-/** Options of {@link createObserver}. */
-export interface ObserverOptions {
-  /** Moving-average weight of each new batch's min/max (moving-average-minmax only; ORT's default 0.01). */
-  averagingConstant?: number;
-}
-
 /** Min and max of one batch, or undefined for an empty one; throws NON_FINITE naming `tensor`. */
 export function batchMinMax(tensor: string, data: Float32Array): Range | undefined {
   const n = data.length;
@@ -65,7 +57,8 @@ export function batchMinMax(tensor: string, data: Float32Array): Range | undefin
   return { min: mn, max: mx };
 }
 
-function noData(tensor: string): LowbitError {
+/** The BAD_DATA error of `range()` on an observer that saw no batch. */
+export function noDataError(tensor: string): LowbitError {
   return new LowbitError(
     'BAD_DATA',
     `no values of tensor '${tensor}' were observed`,
@@ -93,64 +86,65 @@ export class MinMaxObserver implements RangeObserver {
   }
 
   range(): Range {
-    if (this.batches === 0) throw noData(this.tensor);
+    if (this.batches === 0) throw noDataError(this.tensor);
     return this.min <= this.max ? { min: this.min, max: this.max } : { min: 0, max: 0 };
   }
 }
 
 /**
- * Exponential moving average of per-batch min and max (ORT's MinMax calibration with
- * moving_average): the first batch sets the range, each later one moves it by `averagingConstant`
- * towards its own min/max, so rare outliers widen the range less than with a plain running min/max.
+ * Moving average of per-batch min and max (ORT's MinMaxCalibrater with moving_average=True).
+ * - Without `averagingConstant`: the arithmetic mean of every batch's min and of every batch's max. This is
+ *   what ORT computes by default (max_intermediate_outputs unset: one np.mean over all runs' ReduceMin /
+ *   ReduceMax outputs).
+ * - With `averagingConstant` c: an exponential moving average, min += c * (batchMin - min), started by the
+ *   first batch (ORT's merge_range between chunks of runs; pytorch's MovingAverageMinMaxObserver per batch).
+ * Either way rare outlier batches widen the range less than a running min/max. "Batch" means one
+ * `update` call: the result depends on how samples are grouped (quantize() feeds one sample per batch).
+ * Empty batches are skipped. State: a few numbers.
  */
 export class MovingAverageMinMaxObserver implements RangeObserver {
   readonly tensor: string;
   batches = 0;
-  private readonly c: number;
+  /** undefined: arithmetic mean. */
+  readonly averagingConstant: number | undefined;
   private min: number | undefined;
   private max: number | undefined;
+  /** Mean mode: sums of per-batch extremes and the batches with values. */
+  private sumMin = 0;
+  private sumMax = 0;
+  private counted = 0;
 
-  /** @throws LowbitError BAD_OPTION unless 0 < averagingConstant <= 1. */
-  constructor(tensor: string, averagingConstant = 0.01) {
-    if (!(averagingConstant > 0 && averagingConstant <= 1)) {
-      throw new LowbitError('BAD_OPTION', `averaging constant ${averagingConstant} is outside (0, 1]`, 'use a small weight such as 0.01');
+  /** @throws LowbitError BAD_OPTION unless averagingConstant is undefined or in (0, 1]. */
+  constructor(tensor: string, averagingConstant?: number) {
+    if (averagingConstant !== undefined && !(averagingConstant > 0 && averagingConstant <= 1)) {
+      throw new LowbitError('BAD_OPTION', `averaging constant ${averagingConstant} is outside (0, 1]`, 'use a small weight such as 0.01, or none for the plain mean of per-batch min/max');
     }
     this.tensor = tensor;
-    this.c = averagingConstant;
+    this.averagingConstant = averagingConstant;
   }
 
   update(data: Float32Array): void {
     const r = batchMinMax(this.tensor, data);
     this.batches++;
     if (!r) return;
-    if (this.min === undefined || this.max === undefined) {
+    this.counted++;
+    const c = this.averagingConstant;
+    if (c === undefined) {
+      this.sumMin += r.min;
+      this.sumMax += r.max;
+    } else if (this.min === undefined || this.max === undefined) {
       this.min = r.min;
       this.max = r.max;
-      return;
+    } else {
+      this.min += c * (r.min - this.min);
+      this.max += c * (r.max - this.max);
     }
-    this.min += this.c * (r.min - this.min);
-    this.max += this.c * (r.max - this.max);
   }
 
   range(): Range {
-    if (this.batches === 0) throw noData(this.tensor);
-    return this.min === undefined || this.max === undefined ? { min: 0, max: 0 } : { min: this.min, max: this.max };
+    if (this.batches === 0) throw noDataError(this.tensor);
+    if (this.counted === 0) return { min: 0, max: 0 };
+    if (this.averagingConstant === undefined) return { min: this.sumMin / this.counted, max: this.sumMax / this.counted };
+    return { min: this.min!, max: this.max! };
   }
-}
-
-const FACTORIES: Readonly<Record<ObserverKind, (tensor: string, opts: ObserverOptions) => RangeObserver>> = {
-  minmax: (t) => new MinMaxObserver(t),
-  'moving-average-minmax': (t, o) => new MovingAverageMinMaxObserver(t, o.averagingConstant),
-};
-
-/**
- * An observer of `kind` for `tensor`.
- * @throws LowbitError BAD_OPTION for an unknown kind or bad options.
- */
-export function createObserver(kind: ObserverKind, tensor: string, opts: ObserverOptions = {}): RangeObserver {
-  const make = Object.hasOwn(FACTORIES, kind) ? FACTORIES[kind] : undefined;
-  if (!make) {
-    throw new LowbitError('BAD_OPTION', `unknown calibration method '${String(kind)}'`, `use one of ${Object.keys(FACTORIES).join(', ')}`);
-  }
-  return make(tensor, opts);
 }

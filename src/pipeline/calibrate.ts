@@ -1,7 +1,10 @@
 // Calibration: streams batches through the float model with the needed tensors tapped and feeds each
 // batch's values to one range observer per tensor; nothing is kept per sample. Node-side (runtime/).
 
-import { createObserver, type ObserverKind, type Range, type RangeObserver } from '../calib/observer.js';
+import { createObserver } from '../calib/create.js';
+import { resolveCalibration, type CalibrationSettings } from '../calib/methods.js';
+import type { Range, RangeObserver } from '../calib/observer.js';
+import { quantTarget } from '../calib/target.js';
 import { LowbitError } from '../errors.js';
 import type { NdArray } from '../ndarray.js';
 import type { Model } from '../onnx/ir.js';
@@ -23,18 +26,24 @@ export interface CalibrationProgress {
   total: number | undefined;
 }
 
-/** Options of {@link calibrate}. */
-export interface CalibrateOptions {
+/**
+ * Options of {@link calibrate}: the method and its options (CalibrationSettings: method, movingAverage,
+ * averagingConstant, percentile, numBins), the grid the ranges are for, and how to run.
+ */
+export interface CalibrateOptions extends CalibrationSettings {
   /** Tensors to observe (e.g. planQdq(model).tensors). */
   tensors: readonly string[];
-  /** Samples per run (default 16). */
+  /**
+   * Samples per run (default 16). A moving average averages per run: pass 1 for per-sample averages
+   * (what quantize() does).
+   */
   batch?: number;
   /** ORT intra-op threads (default 2). */
   threads?: number;
-  /** Default 'minmax'. */
-  method?: ObserverKind;
-  /** moving-average-minmax: weight of each new batch (default 0.01). */
-  averagingConstant?: number;
+  /** Activation type the ranges are for (default 'uint8'); the histogram methods fit its grid. */
+  activationType?: 'uint8' | 'int8';
+  /** Symmetric activation ranges (StaticQuantOptions.symmetricActivations); default false. */
+  symmetric?: boolean;
   onProgress?: (p: CalibrationProgress) => void;
 }
 
@@ -50,19 +59,26 @@ function asFloat32(arr: NdArray): Float32Array | undefined {
  * Runs `model` over `data` and returns the observed range of every float tensor in `opts.tensors`
  * (tensors that turn out not to be float are left out of the map). Memory does not grow with the
  * number of samples: each batch's taps are reduced to running statistics and dropped.
- * @throws LowbitError BAD_OPTION for a bad batch size or a tensor not in the model; NON_FINITE naming
- *   the tensor when the model produces NaN/Infinity; BAD_DATA when the data has no batches; RUNTIME
- *   from ONNX Runtime; data-layer errors pass through.
+ * @throws LowbitError BAD_OPTION for a bad batch size, calibration method or option (before anything
+ *   runs), or a tensor not in the model; NON_FINITE naming the tensor when the model produces
+ *   NaN/Infinity; BAD_DATA when the data has no batches; RUNTIME from ONNX Runtime; data-layer errors
+ *   pass through.
  */
 export async function calibrate(model: Model, data: CalibrationData, opts: CalibrateOptions): Promise<Map<string, Range>> {
   const batch = opts.batch ?? 16;
   if (!Number.isSafeInteger(batch) || batch < 1) {
     throw new LowbitError('BAD_OPTION', `calibration batch size must be a positive integer, got ${batch}`, 'use e.g. 16');
   }
-  const method = opts.method ?? 'minmax';
-  const observerOpts = opts.averagingConstant === undefined ? {} : { averagingConstant: opts.averagingConstant };
+  const settings = resolveCalibration({
+    method: opts.method,
+    movingAverage: opts.movingAverage,
+    averagingConstant: opts.averagingConstant,
+    percentile: opts.percentile,
+    numBins: opts.numBins,
+  });
+  const target = quantTarget(opts.activationType ?? 'uint8', opts.symmetric === true);
   const observers = new Map<string, RangeObserver>();
-  for (const t of opts.tensors) if (!observers.has(t)) observers.set(t, createObserver(method, t, observerOpts));
+  for (const t of opts.tensors) if (!observers.has(t)) observers.set(t, createObserver(t, settings, target));
   const nonFloat = new Set<string>();
   const total = data.count;
   let samples = 0;
