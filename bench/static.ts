@@ -1,11 +1,18 @@
-// fp32 vs static int8 (QDQ, uint8 activations / int8 per-channel weights) latency in ONNX Runtime:
-// the builder CNN (test size: 16 channels; bench size: 64 channels), a dense VGG-style 3x3 CNN (64-256
-// channels), a MatMul-heavy transformer encoder (4 layers, hidden 512, seq 64) and the PP-OCR direction
-// classifier (depthwise, MobileNetV3-style), at batch 1 and 32, 2 threads. Float and int8 runs are interleaved (pipeline/bench.ts compareLatency) so
-// machine noise hits both alike; medians are reported, plus process CPU time per run at 1 thread, which
-// other processes on a shared machine disturb less. Calibration inputs are synthetic (seeded normal noise
-// for the builder models; MNIST digits rendered as text lines for the classifier).
-// Run: node --import tsx bench/static.ts [--runs N]
+// fp32 vs static int8 (QDQ, uint8 activations / int8 per-channel weights) latency in ONNX Runtime, 2 intra-op
+// threads, batch 1 and 32: the builder CNN (16 and 64 channels), a dense VGG-style 3x3 CNN (64-256 channels),
+// a MatMul-heavy transformer encoder (4 layers, hidden 512, seq 64) and the PP-OCR text-direction classifier
+// (depthwise, MobileNetV3-style with SE blocks). Calibration inputs are synthetic (seeded normal noise for the
+// builder models; MNIST digits rendered as text lines for the classifier).
+//
+// How it times: all sessions stay loaded and run in interleaved BLOCKS (float: 2 untimed + K timed runs,
+// then int8: the same, then the next round, model order rotated per round), and the medians over all timed
+// runs are compared. Run-by-run interleaving (A, B, A, B) is not used: ORT's worker threads spin for a while
+// after each run, so on a 2-core machine the other session's spinning threads steal the cores and inflate
+// both models unevenly (measured on PP-OCR cls, batch 32: 48 / 50 ms interleaved run by run vs 17 / 22 ms
+// run alone or in blocks). The per-round speedups show the noise of this shared machine.
+//
+// Run: node --import tsx bench/static.ts [--rounds N] [--policy] [--only NAME]
+//   --policy  adds int8 without the speed policy (rules/qdq/speed.ts) as a third interleaved model.
 
 import { ocrClsBatch } from '../src/data/realistic-ocr.js';
 import { realModelPath } from '../src/data/realistic-models.js';
@@ -14,7 +21,6 @@ import type { NdArray } from '../src/ndarray.js';
 import { encodeModel } from '../src/onnx/encode.js';
 import { Model } from '../src/onnx/ir.js';
 import { planQdq, quantizeStatic, type StaticQuantOptions } from '../src/passes/quantize-qdq.js';
-import { compareLatency } from '../src/pipeline/bench.js';
 import { calibrate } from '../src/pipeline/calibrate.js';
 import { renderTable } from '../src/report/table.js';
 import { opTypeCounts, optimizedModel } from '../src/runtime/optimized.js';
@@ -22,11 +28,15 @@ import { Session } from '../src/runtime/session.js';
 import { arraySource, buildDenseCnn, buildSmallCnn, buildTransformer, normalArray } from '../test/ort/quantize-static-fixtures.js';
 
 const OPTS: StaticQuantOptions = { activationType: 'uint8', weightType: 'int8', perChannel: true };
-const arg = (name: string, dflt: number): number => {
+const THREADS = 2;
+const BATCHES = [1, 32] as const;
+const argValue = (name: string): string | undefined => {
   const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? Number(process.argv[i + 1]) : dflt;
+  return i >= 0 ? process.argv[i + 1] : undefined;
 };
-const RUNS = arg('runs', 0);
+const ROUNDS = Number(argValue('rounds') ?? 7);
+const WITH_POLICY_OFF = process.argv.includes('--policy');
+const ONLY = argValue('only');
 
 interface Case {
   name: string;
@@ -35,30 +45,43 @@ interface Case {
   sample: number[];
 }
 
-async function quantized(c: Case): Promise<Uint8Array> {
-  const plan = planQdq(c.float, OPTS);
+async function quantized(c: Case, speedPolicy: boolean): Promise<{ bytes: Uint8Array; keptFloat: number }> {
+  const opts = { ...OPTS, speedPolicy };
+  const plan = planQdq(c.float, opts);
   const ranges = await calibrate(plan.model, arraySource('x', c.calib), { tensors: plan.tensors, batch: 8 });
-  return encodeModel(quantizeStatic(plan.model, ranges, OPTS).model.toProto());
+  const r = quantizeStatic(plan.model, ranges, opts);
+  return { bytes: encodeModel(r.model.toProto()), keptFloat: r.report.nodes.filter((n) => /^kept float for speed/.test(n.reason ?? '')).length };
 }
 
-/** Median process CPU time (ms) of one run at 1 thread, float and quant interleaved. */
-async function cpuTimes(a: Uint8Array, b: Uint8Array, x: NdArray, runs: number): Promise<[number, number]> {
-  const sessions = [await Session.create(a, { threads: 1 }), await Session.create(b, { threads: 1 })];
-  const times: number[][] = [[], []];
+const median = (v: number[]): number => {
+  const s = [...v].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+
+/** Block-interleaved timing of several models on the same input: median ms per model and per round. */
+async function timeBlocks(models: Uint8Array[], x: NdArray, runsPerBlock: number): Promise<{ median: number[]; rounds: number[][] }> {
+  const sessions: Session[] = [];
   try {
-    for (let r = 0; r < runs + 3; r++) {
-      for (let i = 0; i < 2; i++) {
-        const c0 = process.cpuUsage();
-        await sessions[i]!.run({ x });
-        const c1 = process.cpuUsage(c0);
-        if (r >= 3) times[i]!.push((c1.user + c1.system) / 1000);
+    for (const m of models) sessions.push(await Session.create(m, { threads: THREADS }));
+    const all: number[][] = models.map(() => []);
+    const perRound: number[][] = models.map(() => []);
+    for (let r = 0; r < ROUNDS; r++) {
+      for (let j = 0; j < models.length; j++) {
+        const k = (j + r) % models.length; // rotate the order so no model always runs first
+        const times: number[] = [];
+        for (let i = 0; i < runsPerBlock + 2; i++) {
+          const t0 = process.hrtime.bigint();
+          await sessions[k]!.run({ x });
+          if (i >= 2) times.push(Number(process.hrtime.bigint() - t0) / 1e6);
+        }
+        all[k]!.push(...times);
+        perRound[k]!.push(median(times));
       }
     }
+    return { median: all.map(median), rounds: perRound };
   } finally {
     for (const s of sessions) await s.release();
   }
-  const med = (v: number[]) => [...v].sort((p, q) => p - q)[Math.floor(v.length / 2)]!;
-  return [med(times[0]!), med(times[1]!)];
 }
 
 const cls = new Model((await loadModel(realModelPath('ocrCls'))).model);
@@ -68,32 +91,45 @@ const cases: Case[] = [
   { name: 'dense CNN 64-256ch 3x32x32', float: buildDenseCnn(1), calib: normalArray([64, 3, 32, 32], 11), sample: [3, 32, 32] },
   { name: 'transformer 4x512, seq 64', float: buildTransformer(1), calib: normalArray([32, 64, 512], 11), sample: [64, 512] },
   { name: 'PP-OCR cls 3x48x192', float: cls, calib: ocrClsBatch(32, 1).input, sample: [3, 48, 192] },
-];
+].filter((c) => !ONLY || c.name.includes(ONLY));
 
+const FLOAT_COMPUTE = ['Conv', 'MatMul', 'Gemm', 'com.microsoft:FusedConv', 'com.microsoft:FusedMatMul', 'com.microsoft:FusedGemm', 'com.microsoft.nchwc:Conv'];
+const fmtRange = (v: number[]): string => `${Math.min(...v).toFixed(2)}-${Math.max(...v).toFixed(2)}`;
 const rows: (string | number)[][] = [];
+const policyRows: (string | number)[][] = [];
 for (const c of cases) {
   const f = encodeModel(c.float.toProto());
-  const q = await quantized(c);
-  const ops = opTypeCounts(await optimizedModel(q, { threads: 2 }));
-  const floatCompute = ['Conv', 'MatMul', 'Gemm', 'com.microsoft:FusedConv', 'com.microsoft:FusedMatMul'].reduce((n, op) => n + (ops.get(op) ?? 0), 0);
-  for (const batch of [1, 32]) {
-    const runs = RUNS || (batch === 1 ? 200 : 30);
-    const r = await compareLatency(f, q, { threads: 2, runs, warmup: 5, shapes: { x: [batch, ...c.sample] } });
-    const [cf, cq] = await cpuTimes(f, q, normalArray([batch, ...c.sample], 5), Math.max(10, Math.round(runs / 2)));
-    rows.push([
-      c.name,
-      batch,
-      r.float.latencyMs.median.toFixed(3),
-      r.quant.latencyMs.median.toFixed(3),
-      `${r.speedup.toFixed(2)}x`,
-      `${(cf / cq).toFixed(2)}x`,
-      floatCompute,
-    ]);
+  const q = await quantized(c, true);
+  const models = [f, q.bytes];
+  const off = WITH_POLICY_OFF ? await quantized(c, false) : undefined;
+  if (off) models.push(off.bytes);
+  const ops = opTypeCounts(await optimizedModel(q.bytes, { threads: THREADS, level: 'all' }));
+  const floatCompute = FLOAT_COMPUTE.reduce((n, op) => n + (ops.get(op) ?? 0), 0);
+  const row: (string | number)[] = [c.name];
+  const prow: (string | number)[] = [c.name];
+  for (const batch of BATCHES) {
+    const x = normalArray([batch, ...c.sample], 5);
+    const t = await timeBlocks(models, x, batch === 1 ? 40 : 4);
+    const speedups = t.rounds[0]!.map((fm, r) => fm / t.rounds[1]![r]!);
+    row.push(t.median[0]!.toFixed(3), t.median[1]!.toFixed(3), `${(t.median[0]! / t.median[1]!).toFixed(2)}x`, fmtRange(speedups));
+    if (off) prow.push(`${(t.median[0]! / t.median[2]!).toFixed(2)}x`, `${(t.median[0]! / t.median[1]!).toFixed(2)}x`);
     process.stderr.write(`${c.name} batch ${batch} done\n`);
   }
+  row.push(floatCompute, q.keptFloat);
+  rows.push(row);
+  if (off) policyRows.push([...prow, q.keptFloat]);
 }
 console.log(
-  renderTable(['model', 'batch', 'fp32 median ms', 'int8 median ms', 'speedup (2 thr)', 'speedup (CPU time, 1 thr)', 'float Conv/MatMul/Gemm left'], rows, {
-    title: 'static int8 (QDQ) vs fp32, ONNX Runtime CPU, 2 intra-op threads unless noted',
-  }),
+  renderTable(
+    ['model', 'b1 fp32 ms', 'b1 int8 ms', 'b1 speedup', 'b1 per round', 'b32 fp32 ms', 'b32 int8 ms', 'b32 speedup', 'b32 per round', 'float Conv/MatMul/Gemm left', 'kept float (speed)'],
+    rows,
+    { title: `static int8 (QDQ) vs fp32, ONNX Runtime CPU, ${THREADS} intra-op threads, medians of ${ROUNDS} interleaved blocks` },
+  ),
 );
+if (policyRows.length) {
+  console.log(
+    renderTable(['model', 'b1 without policy', 'b1 with policy', 'b32 without policy', 'b32 with policy', 'nodes kept float'], policyRows, {
+      title: 'speedup over fp32 with and without the speed policy (rules/qdq/speed.ts), same interleaved runs',
+    }),
+  );
+}

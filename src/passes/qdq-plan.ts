@@ -1,11 +1,12 @@
 // Static quantization, step 1: reads the QDQ rule table and decides, per tensor, where its scale /
 // zero point come from (calibrated, shared, fixed, constant), which weights and biases are quantized,
-// and which Relu/Clip fold into their producer. Marks only; quantize-qdq.ts inserts the nodes. Pure.
+// and which Relu/Clip fold into their producer; the speed table keeps nodes float where ORT's integer
+// kernel is measured slower. Marks only; quantize-qdq.ts inserts the nodes. Pure.
 
 import type { Graph } from '../onnx/ir.js';
 import type { NodeProto } from '../onnx/proto.js';
 import { dimsOf } from '../onnx/tensor.js';
-import { QDQ_RULES, type QdqRule, type RuleContext } from './rules/qdq/index.js';
+import { QDQ_RULES, REGION_STOPS, SPEED_RULES, type QdqRule, type RuleContext } from './rules/qdq/index.js';
 import { presentInputs } from './rules/qdq/types.js';
 
 /** Where a quantized activation's parameters come from. */
@@ -23,6 +24,8 @@ export interface NodePlan {
   quantized: boolean;
   /** Why the node stays float. */
   reason?: string;
+  /** Kept float by the speed policy (rules/qdq/speed.ts); `reason` says why. */
+  speed?: boolean;
   /** Input slots read as quantized activations (a constant there is quantized like one). */
   activationSlots: number[];
   weight?: { slot: number; name: string; axis: number | undefined };
@@ -56,6 +59,8 @@ export interface PlanOptions {
   isFloat: (name: string) => boolean;
   /** Whether initializers listed as graph inputs still count as constants (IR version < 4). */
   initializersInInputsAreConstant?: boolean;
+  /** Apply the speed table (rules/qdq/speed.ts): keep nodes float where ORT's int8 kernel is slower. Default false. */
+  speedPolicy?: boolean;
 }
 
 const isDefault = (n: NodeProto): boolean => !n.domain || n.domain === 'ai.onnx';
@@ -75,13 +80,16 @@ export function planGraph(graph: Graph, opts: PlanOptions): QdqPlan {
   const plans: NodePlan[] = [];
   const byNode = new Map<NodeProto, NodePlan>();
   const excluded = (n: NodeProto): boolean => (n.name !== undefined && exNodes.has(n.name)) || exOps.has(n.opType ?? '');
+  const ruled = (n: NodeProto): boolean => isDefault(n) && Object.hasOwn(QDQ_RULES, n.opType ?? '');
+  const speed = opts.speedPolicy === true ? speedDecisions(graph, ctx, order, excluded) : new Map<NodeProto, { reason: string; floatOutput: boolean }>();
   // Outputs of excluded nodes stay float: a Q right after them (or after a Relu/Clip behind them) would let
-  // ORT fuse the excluded node anyway (it quantizes float weights of a DQ -> Conv -> Q unit itself).
+  // ORT fuse the excluded node anyway (it quantizes float weights of a DQ -> Conv -> Q unit itself). The
+  // same holds for nodes the speed table keeps float with `floatOutput`. Values say where the float comes from.
   const pinned = new Map<string, string>();
   for (const n of order) {
     const from = n.input[0] ? pinned.get(n.input[0]) : undefined;
-    const ruled = isDefault(n) && Object.hasOwn(QDQ_RULES, n.opType ?? '');
-    if (ruled && excluded(n)) for (const o of n.output) if (o) pinned.set(o, n.name ?? n.opType ?? '');
+    const label = ruled(n) && excluded(n) ? `excluded node '${n.name ?? n.opType ?? ''}'` : ruled(n) && speed.get(n)?.floatOutput ? `node '${n.name ?? n.opType ?? ''}' kept float for speed` : undefined;
+    if (label) for (const o of n.output) if (o) pinned.set(o, label);
     if (from !== undefined && isDefault(n) && (n.opType === 'Relu' || n.opType === 'Clip')) pinned.set(n.output[0]!, from);
   }
 
@@ -95,6 +103,10 @@ export function planGraph(graph: Graph, opts: PlanOptions): QdqPlan {
     if (n.name !== undefined && exNodes.has(n.name)) p.reason = 'excluded by name';
     else if (exOps.has(n.opType!)) p.reason = 'excluded by op type';
     else p.reason = rule.check?.(n, ctx);
+    if (!p.reason && speed.has(n)) {
+      p.reason = speed.get(n)!.reason;
+      p.speed = true;
+    }
     if (p.reason || rule.output.kind === 'fold' || rule.output.kind === 'share') continue;
     if (rule.rescale?.(n, ctx)) continue; // decided with the value-preserving ops below
     planOwn(p);
@@ -118,7 +130,7 @@ export function planGraph(graph: Graph, opts: PlanOptions): QdqPlan {
     }
     const fromExcluded = slots.map((s) => n.input[s]!).find((t) => pinned.has(t));
     if (fromExcluded !== undefined) {
-      p.reason = `its input '${fromExcluded}' comes from excluded node '${pinned.get(fromExcluded)}' and stays float`;
+      p.reason = `its input '${fromExcluded}' comes from ${pinned.get(fromExcluded)} and stays float`;
       return;
     }
     const b = rule.bias;
@@ -177,6 +189,11 @@ export function planGraph(graph: Graph, opts: PlanOptions): QdqPlan {
         tensors.set(y, { kind: 'scaled', from: x, factor: r.factor });
         p.quantized = true;
         p.rescaled = { input: x, factor: r.factor };
+      } else if (!src && opts.speedPolicy === true) {
+        // Its input is float (e.g. the end of a float region): scaling in float and quantizing the output once
+        // saves the QuantizeLinear of the input and a rounding step.
+        p.reason = 'its input is float: the scaling stays float and its output is quantized once for its readers';
+        p.speed = true;
       } else {
         planOwn(p);
         if (p.quantized) {
@@ -191,7 +208,7 @@ export function planGraph(graph: Graph, opts: PlanOptions): QdqPlan {
     const x = p.node.input[out.input]!;
     const src = tensors.get(x);
     const y = p.node.output[0]!;
-    if (!src) p.reason = pinned.has(x) ? `its input '${x}' comes from excluded node '${pinned.get(x)}'` : 'its input is not quantized';
+    if (!src) p.reason = pinned.has(x) ? `its input '${x}' comes from ${pinned.get(x)}` : 'its input is not quantized';
     else if (src.kind === 'constant') p.reason = 'its input is a constant';
     else if (!opts.isFloat(y) || graph.isGraphInput(y)) p.reason = `'${y}' is not a float tensor`;
     if (p.reason) continue;
@@ -201,4 +218,50 @@ export function planGraph(graph: Graph, opts: PlanOptions): QdqPlan {
   }
   const calibrationTensors = [...tensors].filter(([, s]) => s.kind === 'calibrated').map(([t]) => t);
   return { tensors, nodes: plans, calibrationTensors, foldOutputs };
+}
+
+/** The speed table's decisions, with the float regions `floatInputs` asks for (see rules/qdq/speed.ts). */
+function speedDecisions(
+  graph: Graph,
+  ctx: RuleContext,
+  order: NodeProto[],
+  excluded: (n: NodeProto) => boolean,
+): Map<NodeProto, { reason: string; floatOutput: boolean }> {
+  const out = new Map<NodeProto, { reason: string; floatOutput: boolean }>();
+  for (const n of order) {
+    if (!isDefault(n) || excluded(n) || !Object.hasOwn(SPEED_RULES, n.opType ?? '')) continue;
+    const d = SPEED_RULES[n.opType!]!(n, ctx);
+    if (!d) continue;
+    out.set(n, { reason: d.reason, floatOutput: d.floatOutput });
+    if (!d.floatInputs) continue;
+    const name = n.name ?? n.opType ?? '';
+    for (const m of producerRegion(graph, n)) {
+      if (!out.has(m) && !excluded(m)) out.set(m, { reason: `kept float for speed with '${name}' (${n.opType}), which reads its output`, floatOutput: true });
+    }
+  }
+  return out;
+}
+
+/** Most nodes a float region may take in above its node (a head is a handful of elementwise ops). */
+const MAX_REGION = 32;
+
+/**
+ * The nodes computing `n`'s inputs, walking up to (not including) the nearest Conv / MatMul / Gemm, graph
+ * inputs and constants, and only through nodes whose every reader is already in the region (a node with a
+ * reader outside stays as planned, so nothing else changes).
+ */
+function producerRegion(graph: Graph, n: NodeProto): NodeProto[] {
+  const region = new Set<NodeProto>([n]);
+  const out: NodeProto[] = [];
+  const queue = n.input.filter((t) => t && !graph.initializers.has(t));
+  while (queue.length && out.length < MAX_REGION) {
+    const p = graph.producer(queue.shift()!);
+    if (!p || region.has(p) || !isDefault(p) || REGION_STOPS.has(p.opType ?? '')) continue;
+    const readersInside = p.output.every((o) => !o || (!graph.isGraphOutput(o) && graph.consumers(o).every((c) => region.has(c))));
+    if (!readersInside) continue;
+    region.add(p);
+    out.push(p);
+    queue.push(...p.input.filter((t) => t && !graph.initializers.has(t)));
+  }
+  return out;
 }

@@ -13,7 +13,7 @@ import { Model, valueInfoTensor } from '../onnx/ir.js';
 import { quantizeDynamic } from '../passes/quantize-dynamic.js';
 import { compareLatency, type LatencyComparison } from './bench.js';
 import { evaluate, type EvaluateResult } from './evaluate.js';
-import { resolveQuantizeOptions, type Fidelity, type NodeDecision, type QuantizeOptions, type QuantizeResult, type ResolvedQuantizeOptions } from './options.js';
+import { resolveQuantizeOptions, type Fidelity, type LatencySummary, type NodeDecision, type QuantizeOptions, type QuantizeResult, type ResolvedQuantizeOptions } from './options.js';
 import { quantizeStaticModel } from './quantize-static.js';
 import { syntheticSource } from './synthetic.js';
 
@@ -104,11 +104,28 @@ async function verify(
   if (r.referenceAccuracy !== undefined) fidelity.floatAccuracy = r.referenceAccuracy;
   let latency: LatencyComparison | undefined;
   try {
-    latency = await compareLatency(floatPath, quantPath, { batch: 1, runs: 10, warmup: 2, ...(o.threads !== undefined ? { threads: o.threads } : {}) });
+    latency = await compareLatency(floatPath, quantPath, { batch: 1, runs: 18, warmup: 2, blocks: 3, ...(o.threads !== undefined ? { threads: o.threads } : {}) });
   } catch {
     latency = undefined; // models whose inputs cannot be synthesised for timing still get fidelity
   }
   return { fidelity, latency, dataNote: data ? dataNote : 'synthetic inputs (uniform random; pass --calib DATA to verify on real samples)' };
+}
+
+/**
+ * A speed warning when the quantized model is slower than the float one at batch 1 (speedup below 1), with
+ * the ratio and what to do about it. Nothing when there is no latency (models that could not be timed).
+ */
+export function speedWarnings(latency: LatencySummary | undefined): string[] {
+  if (!latency || !(latency.speedup < 1)) return [];
+  const f = latency.float.latencyMs.median;
+  const q = latency.quant.latencyMs.median;
+  return [
+    `the quantized model is slower than the float model at batch ${latency.batch}: ${q.toPrecision(3)} ms vs ${f.toPrecision(3)} ms ` +
+      `(speedup ${latency.speedup.toFixed(2)}x, ${latency.threads} threads, medians on this machine). ONNX Runtime's integer kernels ` +
+      'win on wide layers (convolutions with 32+ channels, large MatMuls); narrow or depthwise convolutions, per-channel ' +
+      'broadcasts and 8-bit pooling run slower than their float kernels. For batch-1 latency keep the float model, or ' +
+      'leave the slow layers float (--exclude-ops / --exclude-nodes) and compare again; `lowbit bench` times other batch sizes',
+  ];
 }
 
 /** Fidelity warnings: an int8 model this far from its float original is probably broken. */
@@ -176,7 +193,7 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
   let nodes: NodeDecision[];
   if (o.mode === 'dynamic') {
     const r = quantizeDynamic(model, {
-      weightType: o.weightType,
+      weightType: o.weightType as 'int8' | 'uint8', // resolveQuantizeOptions refuses int4 in dynamic mode
       perChannel: o.perChannel,
       excludeNodes: o.excludeNodes,
       excludeOps: o.excludeOps,
@@ -214,6 +231,8 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
       quant: { latencyMs: v.latency.quant.latencyMs },
       speedup: v.latency.speedup,
     };
+    // Only when something was quantized: an unchanged float model would just be timing noise.
+    if (nodes.some((n) => n.quantized)) result.warnings.push(...speedWarnings(result.latency));
   }
   return result;
 }

@@ -11,8 +11,9 @@ import type { QdqRuleTable } from './types.js';
  * Gemm: DQ(A), DQ(B, per output column: axis 0 when transB else 1), DQ(C int32) -> Gemm -> Q  ==>  QGemm;
  *   ORT needs beta = 1 with a quantized C, and lowbit keeps alpha = 1 so the bias scale is a_scale*b_scale
  *   (preprocess folds alpha into B and beta into C where they are constants).
- * Every Conv is quantized, also an RGB stem whose QLinearConv alone is slower than float Conv: keeping it
- * float breaks ORT's NHWC int8 region and cost more overall (measured on the bench CNN: 0.68x vs 1.57x).
+ * These rules quantize every Conv. With the speed policy on (the quantize() pipeline), rules/qdq/speed.ts
+ * keeps narrow RGB stems (<= 16 filters, <= 3x3) and slow depthwise convs float; a wide stem stays int8
+ * (keeping the 3->64 stem of the bench CNN float cost more overall: 0.68x vs 1.57x).
  */
 export const COMPUTE_RULES: QdqRuleTable = {
   Conv: {

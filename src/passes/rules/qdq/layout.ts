@@ -20,7 +20,8 @@ export const LAYOUT_RULES: QdqRuleTable = {
   Resize: share,
   MaxPool: {
     ...share,
-    // int8/uint8 MaxPool exists from opset 12; the indices output has no quantized form.
+    // int8/uint8 MaxPool exists from opset 12; the indices output has no quantized form. ORT runs it as
+    // NhwcMaxPool between integer convs; elsewhere its NCHW uint8 MaxPool is slow (speed.ts maxPoolHead).
     check: (n, ctx) => (ctx.opset < 12 ? `MaxPool on 8-bit tensors needs opset 12 (model has ${ctx.opset})` : singleOutput(n)),
   },
 };
