@@ -19,7 +19,7 @@ export interface PreprocessResult {
 
 /** Options of {@link preprocessForQuantization}. */
 export interface PreprocessOptions {
-  /** Raise the default-domain opset to this (at most 13) when every op can be carried over. Default 13. */
+  /** Raise the default-domain opset to this (at most 21: see passes/rules/qdq/opset.ts) when every op can be carried over. Default 13. */
   targetOpset?: number;
 }
 

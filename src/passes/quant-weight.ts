@@ -5,14 +5,21 @@ import { LowbitError } from '../errors.js';
 import type { Graph } from '../onnx/ir.js';
 import { DataType, type TensorProto } from '../onnx/proto.js';
 import { dataTypeName, dimsOf, makeTensor, packInt4, tensorStorage, type TensorStorage } from '../onnx/tensor.js';
-import { allocQuantArray, quantType, type QuantArray } from '../quant/dtypes.js';
+import { allocQuantArray, quantType, type QuantArray, type QuantTypeInfo } from '../quant/dtypes.js';
 import { bfloat16ArrayToFloat32, float16ArrayToFloat32 } from '../quant/float16.js';
-import { computeQParamsFromData, computeQParamsPerAxis } from '../quant/qparams.js';
+import { computeQParams, computeQParamsFromData, computeQParamsPerAxis, type QParamsArray } from '../quant/qparams.js';
 import { quantizeLinear } from '../quant/quantize.js';
-import { normalizeAxis, roundHalfEven } from '../quant/util.js';
+import { normalizeAxis, roundHalfEven, splitAtAxis } from '../quant/util.js';
 
 /** Integer types a weight may be quantized to. */
 export type WeightQuantType = 'int8' | 'uint8' | 'int16' | 'uint16' | 'int4' | 'uint4';
+
+/**
+ * How a weight's range is chosen: 'minmax' maps the extremes onto the integer range (ORT's choice, right
+ * for 8 bits); 'mse' picks, per channel, the clipping of the range with the lowest squared error (better at
+ * 4 bits, where a few large weights would otherwise waste most of the 16 levels). See {@link mseClipQParams}.
+ */
+export type WeightClip = 'minmax' | 'mse';
 
 /** How a weight is quantized. */
 export interface QuantizeWeightOptions {
@@ -25,6 +32,8 @@ export interface QuantizeWeightOptions {
   symmetric: boolean;
   /** ORT's reduce_range (7-bit weights) for CPUs without VNNI, where u8*s8 pair sums can saturate. */
   reduceRange?: boolean;
+  /** Default 'minmax'. 'mse' cannot be combined with reduceRange. */
+  clip?: WeightClip;
 }
 
 /** Names of the initializers a quantized weight became, and the parameter values. */
@@ -125,7 +134,13 @@ export function addQuantizedWeight(
   let scaleValues: Float32Array;
   let zp: QuantArray;
   let axis: number | undefined;
-  if (opts.perChannel) {
+  if (opts.clip === 'mse') {
+    if (opts.reduceRange === true) throw new LowbitError('BAD_OPTION', `weight '${baseName}': MSE clipping and reduce_range cannot be combined`, "use clip 'minmax' with reduceRange");
+    axis = opts.perChannel ? normalizeAxis(opts.axis, dims.length) : undefined;
+    const p = mseClipQParams(data, dims, axis, info, { symmetric: opts.symmetric });
+    scaleValues = p.scale;
+    zp = p.zeroPoint;
+  } else if (opts.perChannel) {
     axis = normalizeAxis(opts.axis, dims.length);
     const p = computeQParamsPerAxis(data, dims, axis, info, range);
     scaleValues = p.scale;
@@ -147,6 +162,88 @@ export function addQuantizedWeight(
   graph.setInitializer(makeTensor(names.scale, DataType.FLOAT, pdims, scaleValues));
   graph.setInitializer(makeTensor(names.zeroPoint, info.dataType, pdims, storageFor(opts.qtype, zp)));
   return { ...names, ...(axis === undefined ? {} : { axis }), scaleValues, zeroPointValues: Int32Array.from(zp) };
+}
+
+/** Clipping ratios {@link mseClipQParams} tries by default: 100 between 0.5 and 1.0. */
+const MSE_CANDIDATES = 100;
+const MSE_LOWEST_RATIO = 0.5;
+
+/**
+ * Per-channel (`axis`) or per-tensor (`axis` undefined) parameters chosen by an MSE search over clipping
+ * ratios: for each slice, `candidates` ratios r between `lowestRatio` and 1 clip the range to r·max|w|
+ * (symmetric: scale = r·max|w| / (qmax - zeroPoint), so the clipped value lands on the last positive level)
+ * or to [r·min, r·max] (asymmetric, ORT's zero point math), and the min-max parameters are tried too; the
+ * one whose quantize-dequantize round trip has the lowest squared error wins (ties keep min-max, then the
+ * larger ratio). The result is never worse than min-max. Values outside the clipped range saturate to
+ * the type's full range, as QuantizeLinear does. All-zero slices get scale 1.
+ * @throws LowbitError NON_FINITE for NaN/Infinity in the data; BAD_OPTION / DATA_MISMATCH for a bad axis or
+ *   shape or a bad candidate count / ratio.
+ */
+export function mseClipQParams(
+  data: Float32Array,
+  dims: readonly number[],
+  axis: number | undefined,
+  qtype: WeightQuantType | QuantTypeInfo,
+  opts: { symmetric: boolean; candidates?: number; lowestRatio?: number },
+): QParamsArray {
+  const info = quantType(qtype);
+  const count = opts.candidates ?? MSE_CANDIDATES;
+  const lowest = opts.lowestRatio ?? MSE_LOWEST_RATIO;
+  if (!Number.isInteger(count) || count < 1 || !(lowest > 0 && lowest <= 1)) {
+    throw new LowbitError('BAD_OPTION', `MSE clipping needs a positive candidate count and a lowest ratio in (0, 1] (got ${count}, ${lowest})`, 'use e.g. 100 candidates from 0.5');
+  }
+  const s = axis === undefined ? { outer: 1, dim: 1, inner: data.length } : splitAtAxis(dims, axis, data.length);
+  const scale = new Float32Array(s.dim);
+  const zeroPoint = allocQuantArray(info, s.dim);
+  const slice = new Float32Array(s.outer * s.inner);
+  const { qmin, qmax } = info;
+  /** Squared error of quantizing `slice` with (sc, zp); stops early once above `best`. */
+  const error = (sc: number, z: number, best: number): number => {
+    let e = 0;
+    for (let i = 0; i < slice.length && e < best; i++) {
+      const v = slice[i]!;
+      let q = roundHalfEven(Math.fround(v / sc)) + z;
+      q = q < qmin ? qmin : q > qmax ? qmax : q;
+      const d = v - Math.fround((q - z) * sc);
+      e += d * d;
+    }
+    return e;
+  };
+  for (let c = 0; c < s.dim; c++) {
+    let k = 0;
+    for (let o = 0; o < s.outer; o++) {
+      const base = (o * s.dim + c) * s.inner;
+      for (let i = 0; i < s.inner; i++) slice[k++] = data[base + i]!;
+    }
+    const { min, max } = minMaxOf(slice);
+    const mm = computeQParams(min, max, info, { symmetric: opts.symmetric });
+    let best = { scale: mm.scale, zeroPoint: mm.zeroPoint, err: min === 0 && max === 0 ? 0 : error(mm.scale, mm.zeroPoint, Infinity) };
+    const amax = Math.max(-min, max);
+    const positive = Math.min(qmax - mm.zeroPoint, mm.zeroPoint - qmin);
+    for (let j = 0; j < count && best.err > 0; j++) {
+      const r = count === 1 ? 1 : 1 - ((1 - lowest) * j) / (count - 1);
+      const p = opts.symmetric ? { scale: Math.fround((r * amax) / positive), zeroPoint: mm.zeroPoint } : computeQParams(r * min, r * max, info);
+      if (!(p.scale >= 2 ** -126)) continue;
+      const err = error(p.scale, p.zeroPoint, best.err);
+      if (err < best.err) best = { ...p, err };
+    }
+    scale[c] = best.scale;
+    zeroPoint[c] = best.zeroPoint;
+  }
+  return { scale, zeroPoint };
+}
+
+/** Min and max of finite data (0 for empty), including 0. @throws LowbitError NON_FINITE */
+function minMaxOf(data: Float32Array): { min: number; max: number } {
+  let min = 0;
+  let max = 0;
+  for (let i = 0; i < data.length; i++) {
+    const v = data[i]!;
+    if (!Number.isFinite(v)) throw new LowbitError('NON_FINITE', `weight element ${i} is ${v}`, 'the weights hold NaN or Infinity; fix or re-export the model');
+    if (v < min) min = v;
+    else if (v > max) max = v;
+  }
+  return { min, max };
 }
 
 /**

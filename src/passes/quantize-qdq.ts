@@ -1,6 +1,7 @@
 // Static post-training quantization in QDQ form: plans with the per-op rule table (qdq-plan.ts), then one
 // engine inserts every QuantizeLinear/DequantizeLinear pair, quantizes weights (per channel) and biases
-// (int32), placed so that ONNX Runtime fuses the node units into integer kernels. Pure.
+// (int32), placed so that ONNX Runtime fuses the node units into integer kernels. The same engine writes
+// QAT's fake-quantized models (passes/qat.ts): float weights behind a QuantizeLinear, float biases. Pure.
 
 import { LowbitError } from '../errors.js';
 import { inferElemTypes, isFloatType } from '../onnx/infer.js';
@@ -12,13 +13,21 @@ import { allocQuantArray, quantRange, quantType } from '../quant/dtypes.js';
 import { computeQParams } from '../quant/qparams.js';
 import { planGraph, type NodePlan, type QdqPlan } from './qdq-plan.js';
 import { preprocessForQuantization } from './preprocess.js';
-import { addQuantizedWeight, quantizeBias, quantizeWeight, readFloatConstant, removeIfUnused } from './quant-weight.js';
+import { addQuantizedWeight, quantizeBias, quantizeWeight, readFloatConstant, removeIfUnused, type QuantizedWeight, type WeightClip } from './quant-weight.js';
 
 /** Options of {@link quantizeStatic} (and, for the planning part, {@link planQdq}). */
 export interface StaticQuantOptions {
   /** 8-bit type of activations. uint8 (with int8 weights) is the fast path on x86. */
   activationType: 'uint8' | 'int8';
-  weightType: 'int8' | 'uint8';
+  /**
+   * int8 (symmetric) and uint8 (asymmetric) weights fuse into integer kernels. int4 (symmetric, packed INT4
+   * initializers) needs opset 21, to which the model is raised when every op can be carried over (else
+   * UNSUPPORTED_OPSET); ORT runs those nodes as DequantizeLinear + float Conv/MatMul/Gemm: weights are
+   * 8x smaller than float32, compute is not faster.
+   */
+  weightType: 'int8' | 'uint8' | 'int4';
+  /** How weight ranges are chosen: default 'mse' for int4 (search over clipping ratios), 'minmax' for 8 bits. */
+  weightClip?: WeightClip;
   /** Per-channel weight scales (needs opset 13; lower opsets are raised when safe, else per tensor). */
   perChannel: boolean;
   excludeNodes?: string[];
@@ -27,6 +36,12 @@ export interface StaticQuantOptions {
   symmetricActivations?: boolean;
   /** 7-bit weights (ORT's reduce_range), for CPUs without VNNI where u8*s8 pair sums can saturate. Weights only. */
   reduceRange?: boolean;
+  /**
+   * Keep nodes float where ORT's integer kernel is measured slower than the float one (the table in
+   * rules/qdq/speed.ts; each such node is reported with the reason). Default false here: every node a rule
+   * allows is quantized; the quantize() pipeline turns it on. Not applied to int4 weights (no integer compute).
+   */
+  speedPolicy?: boolean;
 }
 
 /** Per node with a rule: what happened to it. */
@@ -46,7 +61,7 @@ export interface StaticQuantReport {
   opset: { from: number; to: number; upgraded: boolean; blockers: string[] };
   preprocess: string[];
   activationType: 'uint8' | 'int8';
-  weightType: 'int8' | 'uint8';
+  weightType: 'int8' | 'uint8' | 'int4';
   /** Per-channel weights actually used. */
   perChannel: boolean;
   nodes: QdqNodeReport[];
@@ -59,14 +74,20 @@ export interface StaticQuantReport {
 export type TensorRanges = ReadonlyMap<string, { min: number; max: number }>;
 
 const ACT_TYPES = ['uint8', 'int8'] as const;
-const WEIGHT_TYPES = ['int8', 'uint8'] as const;
+const WEIGHT_TYPES = ['int8', 'uint8', 'int4'] as const;
+const WEIGHT_CLIPS = ['minmax', 'mse'] as const;
+/** The opset int4 weights need (DequantizeLinear with INT4 input). */
+const INT4_OPSET = 21;
 
 function checkOptions(opts: Partial<StaticQuantOptions>, full: boolean): void {
   if (full && !ACT_TYPES.includes(opts.activationType as never)) {
     throw new LowbitError('BAD_OPTION', `activation type '${String(opts.activationType)}' is not supported`, 'use uint8 (fast on x86) or int8');
   }
-  if (full && !WEIGHT_TYPES.includes(opts.weightType as never)) {
-    throw new LowbitError('BAD_OPTION', `weight type '${String(opts.weightType)}' is not supported`, 'use int8 or uint8');
+  if ((full || opts.weightType !== undefined) && !WEIGHT_TYPES.includes(opts.weightType as never)) {
+    throw new LowbitError('BAD_OPTION', `weight type '${String(opts.weightType)}' is not supported`, 'use int8, uint8 or int4');
+  }
+  if (opts.weightClip !== undefined && !WEIGHT_CLIPS.includes(opts.weightClip)) {
+    throw new LowbitError('BAD_OPTION', `weight clipping '${String(opts.weightClip)}' is not supported`, 'use minmax or mse');
   }
 }
 
@@ -79,9 +100,17 @@ interface Prepared {
 }
 
 function prepare(model: Model, opts: Partial<StaticQuantOptions>, isUnknownFloat: (name: string) => boolean): Prepared {
-  const pre = preprocessForQuantization(model);
+  const int4 = opts.weightType === 'int4';
+  const pre = preprocessForQuantization(model, int4 ? { targetOpset: INT4_OPSET } : {});
   const graph = pre.model.graph;
   const opset = pre.model.opset('') ?? 1;
+  if (int4 && opset < INT4_OPSET) {
+    throw new LowbitError(
+      'UNSUPPORTED_OPSET',
+      `int4 weights need opset ${INT4_OPSET} (DequantizeLinear with INT4); the model has opset ${opset} and cannot be raised: ${pre.opset.blockers.slice(0, 3).join('; ')}`,
+      `convert the model to opset ${INT4_OPSET} (e.g. onnx.version_converter), or use int8 weights`,
+    );
+  }
   if (opset < 10) {
     throw new LowbitError(
       'UNSUPPORTED_OPSET',
@@ -98,6 +127,7 @@ function prepare(model: Model, opts: Partial<StaticQuantOptions>, isUnknownFloat
     symmetricActivations: opts.symmetricActivations === true,
     isFloat: (name) => (types.has(name) ? isFloatType(types.get(name)) : isUnknownFloat(name)),
     initializersInInputsAreConstant: irVersion < 4,
+    speedPolicy: opts.speedPolicy === true && !int4,
   });
   return { model: pre.model, plan, types, opset, pre };
 }
@@ -124,17 +154,67 @@ interface QParamNames {
 /**
  * Quantizes `model` statically: returns a new QDQ model (the input is not modified) and a report.
  * Activations get per-tensor parameters from `ranges` (min-max calibration of the tensors planQdq lists),
- * weights per-channel symmetric int8 (or asymmetric uint8) parameters, biases int32 with
+ * weights per-channel symmetric int8 / int4 (or asymmetric uint8) parameters, biases int32 with
  * scale = input scale × weight scale. Relu/Clip after a quantized node fold into its output pair, so ORT
  * turns DQ -> Conv -> Relu -> Q into one QLinearConv.
  * @throws LowbitError BAD_OPTION for bad options or a planned tensor without a range; NON_FINITE for a
- *   non-finite range (naming the tensor) or weight; UNSUPPORTED_OPSET below opset 10.
+ *   non-finite range (naming the tensor) or weight; UNSUPPORTED_OPSET below opset 10, or for int4 weights
+ *   when the model cannot be raised to opset 21.
  */
 export function quantizeStatic(model: Model, ranges: TensorRanges, opts: StaticQuantOptions): { model: Model; report: StaticQuantReport } {
+  const r = rewriteQdq(model, ranges, opts, { fakeWeights: false });
+  return { model: r.model, report: r.report };
+}
+
+/** The float initializers of a fake-quantized model a trainer may learn (see {@link rewriteQdq}). */
+export interface QdqTrainable {
+  /** Float weights read by a QuantizeLinear -> DequantizeLinear pair. */
+  weights: string[];
+  /** Their scales ([] or [C]). */
+  weightScales: string[];
+  /** Scales of calibrated activation pairs (fixed ranges such as Softmax's [0, 1] are left out). */
+  activationScales: string[];
+  /** Float biases of quantized nodes (int32 at export). */
+  biases: string[];
+}
+
+/**
+ * The engine of {@link quantizeStatic}. With `fakeWeights`, it writes QAT's fake-quantized form instead:
+ * each weight stays a float32 initializer read by QuantizeLinear -> DequantizeLinear (same scale and zero
+ * point initializers as PTQ's), biases stay float, and a rescaled tensor's scale is a Mul of its source's
+ * scale initializer (so a learned source scale carries over). Activation pairs are identical to PTQ's.
+ * With `activations: false` only the weights of the planned nodes are (fake) quantized: no activation
+ * pairs, no rescales, float biases, and `ranges` may be empty.
+ * @throws as {@link quantizeStatic}.
+ */
+export function rewriteQdq(
+  model: Model,
+  ranges: TensorRanges,
+  opts: StaticQuantOptions,
+  form: { fakeWeights: boolean; activations?: boolean },
+): { model: Model; report: StaticQuantReport; trainable: QdqTrainable } {
   checkOptions(opts, true);
-  const { model: out, plan, opset, pre } = prepare(model, opts, (name) => ranges.has(name));
+  const activations = form.activations !== false;
+  const { model: out, plan, opset, pre } = prepare(model, opts, activations ? (name) => ranges.has(name) : () => true);
+  if (!activations) {
+    // Weight-only: keep the node decisions (which weights, which axes), drop every activation intent.
+    plan.tensors.clear();
+    plan.calibrationTensors.length = 0;
+    for (const p of plan.nodes) p.rescaled = undefined;
+  }
   const graph = out.graph;
   const notes: string[] = [];
+  const fake = form.fakeWeights;
+  const int4 = opts.weightType === 'int4';
+  const trainable: QdqTrainable = { weights: [], weightScales: [], activationScales: [], biases: [] };
+  if (int4) {
+    if ((out.rest.irVersion ?? 0n) < 10n) out.rest.irVersion = 10n; // INT4 tensors need IR version 10
+    notes.push(
+      'int4 weights: ORT has no integer Conv/MatMul/Gemm kernel for 4-bit QDQ weights; those nodes run as DequantizeLinear + float op ' +
+        '(weights stored 8x smaller than float32, 2x smaller than int8; no speed-up), while the other quantized ops still fuse',
+    );
+    if (opts.reduceRange === true) notes.push('reduce_range applies to 8-bit weights only: ignored for int4');
+  }
   const actType = quantType(opts.activationType);
   const symmetric = opts.symmetricActivations === true;
   const perChannel = opts.perChannel && opset >= 13;
@@ -177,14 +257,20 @@ export function quantizeStatic(model: Model, ranges: TensorRanges, opts: StaticQ
     let p = params.get(t);
     if (p) return p;
     const src = plan.tensors.get(t)!;
-    if (src.kind === 'calibrated') p = addParams(t, ranges.get(t)!.min, ranges.get(t)!.max);
-    else if (src.kind === 'fixed') p = addParams(t, src.min, src.max);
+    if (src.kind === 'calibrated') {
+      p = addParams(t, ranges.get(t)!.min, ranges.get(t)!.max);
+      trainable.activationScales.push(p.scaleName);
+    } else if (src.kind === 'fixed') p = addParams(t, src.min, src.max);
     else if (src.kind === 'shared') p = paramsOf(src.from);
     else if (src.kind === 'scaled') {
       const from = paramsOf(src.from);
       const scale = Math.fround(from.scale * src.factor);
       const scaleName = graph.freshName(`${t}_scale`);
-      graph.setInitializer(makeTensor(scaleName, DataType.FLOAT, [], Float32Array.of(scale)));
+      if (fake) {
+        const factor = graph.freshName(`${t}_rescale`);
+        graph.setInitializer(makeTensor(factor, DataType.FLOAT, [], Float32Array.of(src.factor)));
+        graph.addNodes([makeNode('Mul', [from.scaleName, factor], [scaleName], { name: graph.freshName(`${t}_scale_Mul`) })]);
+      } else graph.setInitializer(makeTensor(scaleName, DataType.FLOAT, [], Float32Array.of(scale)));
       p = { scale, zeroPoint: from.zeroPoint, scaleName, zeroPointName: from.zeroPointName };
     } else throw new LowbitError('INTERNAL', `constant '${t}' has no activation parameters`);
     params.set(t, p);
@@ -277,17 +363,21 @@ export function quantizeStatic(model: Model, ranges: TensorRanges, opts: StaticQ
           qtype: opts.weightType,
           perChannel: axis !== undefined,
           axis: axis ?? 0,
-          symmetric: opts.weightType === 'int8',
-          reduceRange: opts.reduceRange === true,
+          symmetric: opts.weightType !== 'uint8',
+          reduceRange: opts.reduceRange === true && !int4,
+          clip: opts.weightClip ?? (int4 ? 'mse' : 'minmax'),
         });
-        w = { output: dequantize(name, [qw.quantized, qw.scale, qw.zeroPoint], qw.axis), scales: qw.scaleValues };
+        const q = fake ? fakeQuantizeWeight(graph, name, qw, trainable) : qw.quantized;
+        w = { output: dequantize(name, [q, qw.scale, qw.zeroPoint], qw.axis), scales: qw.scaleValues };
         weightDq.set(key, w);
         counts.weights++;
       }
       p.node.input[slot] = w.output;
-      floatsToDrop.add(name);
+      if (!fake || graph.initializer(name)?.dataType !== DataType.FLOAT) floatsToDrop.add(name);
     }
-    if (p.bias) quantizeNodeBias(graph, p, params, weightDq, perChannel, dequantize, floatsToDrop, counts);
+    if (p.bias && (fake || !activations)) {
+      if (!trainable.biases.includes(p.bias.name)) trainable.biases.push(p.bias.name);
+    } else if (p.bias) quantizeNodeBias(graph, p, params, weightDq, perChannel, dequantize, floatsToDrop, counts);
   }
   graph.touch();
   for (const name of floatsToDrop) removeIfUnused(graph, name);
@@ -299,11 +389,32 @@ export function quantizeStatic(model: Model, ranges: TensorRanges, opts: StaticQ
     activationType: opts.activationType,
     weightType: opts.weightType,
     perChannel,
-    nodes: plan.nodes.map((p) => nodeReport(p)),
+    nodes: plan.nodes.map((p) => (activations ? nodeReport(p, int4) : weightOnlyReport(p))),
     counts,
     notes,
   };
-  return { model: out, report };
+  return { model: out, report, trainable };
+}
+
+/**
+ * Fake quantization of a weight (QAT): drops the quantized initializer `quantizeWeight` made and reads a
+ * float32 weight through QuantizeLinear instead (a float32 copy when the weight is float16/bfloat16/double,
+ * as the scale is float32). Returns the QuantizeLinear output, for the DequantizeLinear.
+ */
+function fakeQuantizeWeight(graph: Graph, name: string, qw: QuantizedWeight, trainable: QdqTrainable): string {
+  graph.removeInitializer(qw.quantized);
+  let floatName = name;
+  if (graph.initializer(name)?.dataType !== DataType.FLOAT) {
+    const c = readFloatConstant(graph, name);
+    floatName = graph.freshName(`${name}_float32`);
+    graph.setInitializer(makeTensor(floatName, DataType.FLOAT, c.dims, Float32Array.from(c.data)));
+  }
+  const q = graph.freshName(`${name}_quantized`);
+  const attribute = qw.axis === undefined ? [] : [makeAttribute('axis', qw.axis)];
+  graph.addNodes([makeNode('QuantizeLinear', [floatName, qw.scale, qw.zeroPoint], [q], { name: graph.freshName(`${name}_QuantizeLinear`), attribute })]);
+  if (!trainable.weights.includes(floatName)) trainable.weights.push(floatName); // one weight read on two axes
+  trainable.weightScales.push(qw.scale);
+  return q;
 }
 
 function quantizeNodeBias(
@@ -339,7 +450,14 @@ function quantizeNodeBias(
   counts.biases++;
 }
 
-function nodeReport(p: NodePlan): QdqNodeReport {
+function weightOnlyReport(p: NodePlan): QdqNodeReport {
+  const r: QdqNodeReport = { name: p.node.name ?? '', opType: p.node.opType ?? '', quantized: p.quantized && p.weight !== undefined };
+  if (r.quantized) r.kernel = `float ${r.opType} on DequantizeLinear(weight)`;
+  else r.reason = p.quantized || !p.reason ? 'weight-only quantization: no weight to quantize' : p.reason;
+  return r;
+}
+
+function nodeReport(p: NodePlan, int4: boolean): QdqNodeReport {
   const r: QdqNodeReport = { name: p.node.name ?? '', opType: p.node.opType ?? '', quantized: p.quantized };
   if (p.reason && !p.quantized) r.reason = p.reason;
   if (p.quantized) {
@@ -347,7 +465,9 @@ function nodeReport(p: NodePlan): QdqNodeReport {
       ? `folded into '${p.foldedInto.name ?? ''}' (${p.foldedInto.opType})`
       : p.rescaled
         ? `removed: '${p.rescaled.input}' rescaled by ${p.rescaled.factor}`
-        : p.rule.fusesTo;
+        : int4 && p.weight
+          ? `float ${p.node.opType} on DequantizeLinear(int4 weight)`
+          : p.rule.fusesTo;
   }
   if (p.notes.length) r.notes = p.notes;
   return r;

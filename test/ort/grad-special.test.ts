@@ -11,6 +11,7 @@ import { ModelBuilder } from '../../src/onnx/builder.js';
 import { encodeModel } from '../../src/onnx/encode.js';
 import type { Model } from '../../src/onnx/ir.js';
 import { DataType } from '../../src/onnx/proto.js';
+import { packInt4 } from '../../src/onnx/tensor.js';
 import { mulberry32 } from '../../src/rng.js';
 import { Session } from '../../src/runtime/session.js';
 
@@ -33,14 +34,14 @@ interface FakeQuantCase {
   dims: number[];
   /** Scale values (one = per tensor, else per channel along `axis`). */
   scale: number[];
-  zeroPoint?: { values: number[]; type: 'int8' | 'uint8' };
+  zeroPoint?: { values: number[]; type: 'int8' | 'uint8' | 'int4' | 'uint4' };
   /** Integer type when there is no zero point. */
   type?: 'int8' | 'uint8';
   axis?: number;
   lsq?: boolean;
 }
 
-const RANGE = { int8: [-128, 127], uint8: [0, 255] } as const;
+const RANGE = { int8: [-128, 127], uint8: [0, 255], int4: [-8, 7], uint4: [0, 15] } as const;
 
 /** Reference: dx = R inside the clipping range (STE); ds = sum R * ((q - zp) - (inside ? x / s : 0)) (LSQ). */
 function reference(c: FakeQuantCase, x: Float32Array, r: Float32Array): { dx: number[]; ds: number[] } {
@@ -73,7 +74,18 @@ const FAKE_QUANT_CASES: FakeQuantCase[] = [
   { name: 'uint8 per tensor without zero point (the default type)', dims: [2, 12], scale: [0.008] },
   { name: 'int8 per channel (axis 0, weights)', dims: [3, 2, 2, 2], scale: [0.01, 0.02, 0.005], zeroPoint: { values: [0, 0, 0], type: 'int8' }, axis: 0 },
   { name: 'int8 per tensor with the LSQ gradient scale', dims: [4, 8], scale: [0.02], zeroPoint: { values: [-2], type: 'int8' }, lsq: true },
+  // 4-bit types (opset 21): the clipping range comes from the zero point's type, [-8, 7] / [0, 15].
+  { name: 'int4 per channel (axis 0, opset 21 weights)', dims: [3, 2, 2, 2], scale: [0.1, 0.2, 0.05], zeroPoint: { values: [0, 0, 0], type: 'int4' }, axis: 0 },
+  { name: 'int4 per tensor with the LSQ gradient scale', dims: [4, 8], scale: [0.3], zeroPoint: { values: [-1], type: 'int4' }, lsq: true },
+  { name: 'uint4 per tensor with zero point', dims: [3, 10], scale: [0.2], zeroPoint: { values: [8], type: 'uint4' } },
 ];
+
+const ZP_DATA = {
+  int8: (v: number[]) => ({ data: Int8Array.from(v), type: DataType.INT8 }),
+  uint8: (v: number[]) => ({ data: Uint8Array.from(v), type: DataType.UINT8 }),
+  int4: (v: number[]) => ({ data: packInt4(v), type: DataType.INT4 }),
+  uint4: (v: number[]) => ({ data: packInt4(v), type: DataType.UINT4 }),
+} as const;
 
 describe('fake quantization: STE for x, LSQ for the scale', () => {
   for (const c of FAKE_QUANT_CASES) {
@@ -81,16 +93,17 @@ describe('fake quantization: STE for x, LSQ for the scale', () => {
       const rng = mulberry32(5);
       const count = c.dims.reduce((a, b) => a * b, 1);
       // Wide enough that some values clip on both sides.
-      const x = Float32Array.from({ length: count }, () => rng.uniform(-3, 3) * (c.scale[0]! * 60));
+      const four = c.zeroPoint?.type === 'int4' || c.zeroPoint?.type === 'uint4';
+      const x = Float32Array.from({ length: count }, () => rng.uniform(-3, 3) * (c.scale[0]! * (four ? 4 : 60)));
       const r = Float32Array.from({ length: count }, () => rng.normal());
-      const b = new ModelBuilder({ opset: 17 });
+      const b = new ModelBuilder({ opset: four ? 21 : 17 });
       const xs = b.initializer('x', x, c.dims);
       const perAxis = c.scale.length > 1;
       const s = b.initializer('s', Float32Array.from(c.scale), perAxis ? [c.scale.length] : []);
       const ins = [xs, s];
       if (c.zeroPoint) {
-        const zpData = c.zeroPoint.type === 'int8' ? Int8Array.from(c.zeroPoint.values) : Uint8Array.from(c.zeroPoint.values);
-        ins.push(b.initializer('zp', zpData, perAxis ? [c.scale.length] : []));
+        const zp = ZP_DATA[c.zeroPoint.type](c.zeroPoint.values);
+        ins.push(b.initializer('zp', zp.data, perAxis ? [c.scale.length] : [], zp.type));
       }
       const attrs: Record<string, AttrValue> = perAxis ? { axis: c.axis ?? 1 } : {};
       const y = b.op('DequantizeLinear', [b.op('QuantizeLinear', ins, attrs), ...ins.slice(1)], attrs);

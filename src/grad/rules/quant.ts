@@ -7,8 +7,9 @@
 //   DQ: y = (q - zp) * s, so dq = dy * s and ds += dy * (q - zp).
 // Composed, dx = dy inside / 0 outside (STE), and for a scale shared by the pair (the QDQ format)
 // ds = dy * (round(x/s) - x/s) inside and dy * (qmin - zp) or dy * (qmax - zp) outside: the LSQ gradient
-// (Esser et al. 2019, eq. 3). Zero points are integers and get no gradient; blocked quantization
-// (block_size, opset 21) is not supported.
+// (Esser et al. 2019, eq. 3). [qmin, qmax] is the full range of the integer type (the zero point's type, or
+// output_dtype, else uint8): int8/uint8/int16/uint16, and int4 [-8, 7] / uint4 [0, 15] at opset 21.
+// Zero points are integers and get no gradient; blocked quantization (block_size, opset 21) is not supported.
 
 import { attrInt } from '../../onnx/attributes.js';
 import type { NodeProto } from '../../onnx/proto.js';

@@ -1,5 +1,6 @@
-// Raising a model's default-domain opset (to 13, for per-axis DequantizeLinear): a table of the ops
-// whose meaning changed between opset 7 and 13 and how to rewrite each. Pure; used by passes/preprocess.ts.
+// Raising a model's default-domain opset (to 13, for per-axis DequantizeLinear; to 21, for int4 weights):
+// a table of the ops whose meaning changed between opset 7 and 21 and how to rewrite each. Pure; used by
+// passes/preprocess.ts.
 
 import { attrFloat, attrInt, attrInts, removeAttribute, setAttribute } from '../../../onnx/attributes.js';
 import type { Graph } from '../../../onnx/ir.js';
@@ -16,7 +17,11 @@ interface Change {
   convert?: Convert;
 }
 
-/** Ops whose definition did not change in a way that matters between opset 7 and 13. */
+/**
+ * Ops whose definition did not change in a way that matters between opset 7 and 21 (later versions only
+ * added types, or attributes and optional inputs whose defaults keep the old meaning), and ops added after
+ * 13 that kept their meaning up to 21 (HardSwish, Trilu, CastLike, LayerNormalization, Mish, Gelu, ...).
+ */
 const UNCHANGED = new Set(
   (
     'Abs Acos Acosh Add And ArgMax ArgMin Asin Asinh Atan Atanh AveragePool Cast Ceil Concat Constant ConstantOfShape Conv ' +
@@ -24,9 +29,10 @@ const UNCHANGED = new Set(
     'Flatten Floor Gather GatherElements GatherND Gemm GlobalAveragePool GlobalLpPool GlobalMaxPool Greater GreaterOrEqual ' +
     'HardSigmoid Identity InstanceNormalization IsInf IsNaN LRN LeakyRelu Less LessOrEqual Log LpNormalization LpPool ' +
     'MatMul MatMulInteger Max MaxPool MaxRoiPool Mean Min Mod Mul Neg NonMaxSuppression NonZero Not OneHot Or PRelu Pow ' +
-    'QLinearConv QLinearMatMul QuantizeLinear Range Reciprocal ReduceL1 ReduceL2 ReduceLogSum ReduceLogSumExp ReduceMax ' +
-    'ReduceMean ReduceMin ReduceProd ReduceSumSquare Relu Reshape Round ScatterElements ScatterND Selu Shape Shrink Sigmoid ' +
-    'Sign Sin Sinh Size Softplus Softsign SpaceToDepth Sqrt Sub Sum Tan Tanh ThresholdedRelu Tile Transpose Where Xor'
+    'QLinearConv QLinearMatMul QuantizeLinear Range Reciprocal Relu Reshape Round ScatterElements ScatterND Selu Shape ' +
+    'Shrink Sigmoid Sign Sin Sinh Size Softplus Softsign SpaceToDepth Sqrt Sub Sum Tan Tanh ThresholdedRelu Tile ' +
+    'Transpose Where Xor ' +
+    'BitwiseAnd BitwiseNot BitwiseOr BitwiseXor CastLike Gelu HardSwish LayerNormalization Mish Trilu'
   ).split(' '),
 );
 
@@ -161,7 +167,10 @@ const batchNormSpatial: Convert = (node) => {
   return undefined;
 };
 
-/** Semantic changes between opset 7 and 13, per op type. */
+/** Reduce ops (other than ReduceSum, which moved at 13) whose `axes` attribute became input 1 at opset 18. */
+const AXES_AT_18 = ['ReduceL1', 'ReduceL2', 'ReduceLogSum', 'ReduceLogSumExp', 'ReduceMax', 'ReduceMean', 'ReduceMin', 'ReduceProd', 'ReduceSumSquare'];
+
+/** Semantic changes between opset 7 and 21, per op type. */
 const CHANGES: Readonly<Record<string, readonly Change[]>> = {
   BatchNormalization: [{ since: 9, convert: batchNormSpatial }],
   Clip: [{ since: 11, convert: clipToInputs }],
@@ -179,7 +188,19 @@ const CHANGES: Readonly<Record<string, readonly Change[]>> = {
   Upsample: [{ since: 10 }],
   Resize: [{ since: 11 }],
   Scatter: [{ since: 11 }],
+  ...Object.fromEntries(AXES_AT_18.map((op) => [op, [{ since: 18, convert: intsAttrToInput('axes', 1) }]])),
+  // Default coordinate_transformation_mode changed (output_half_pixel -> half_pixel).
+  RoiAlign: [{ since: 16 }],
+  // Mode names changed (bilinear -> linear, bicubic -> cubic).
+  GridSample: [{ since: 20 }],
+  // `axis` moved from an attribute to an input.
+  DFT: [{ since: 20 }],
+  // scale and bias went from one value per group to one per channel.
+  GroupNormalization: [{ since: 21 }],
 };
+
+/** The highest opset {@link upgradeOpset} raises to. */
+export const MAX_UPGRADE_OPSET = 21;
 
 /** Result of {@link upgradeOpset}. */
 export interface OpsetUpgrade {
@@ -190,19 +211,19 @@ export interface OpsetUpgrade {
   blockers: string[];
 }
 
-/** Ops lowbit knows how to carry to opset 13 (for reports and tests). */
+/** Ops lowbit knows how to carry to opset 21 (for reports and tests). */
 export function upgradableOps(): string[] {
   return [...UNCHANGED, ...Object.keys(CHANGES).filter((op) => CHANGES[op]!.every((c) => c.convert))].sort();
 }
 
 /**
- * Raises the default-domain opset of the main graph to `target` (at most 13) when every node can be
+ * Raises the default-domain opset of the main graph to `target` (at most 21) when every node can be
  * carried over: nodes of changed ops are rewritten (attributes to inputs, Softmax axis), nodes of ops
  * with subgraphs or unknown history block the upgrade. Edits `graph` only when it succeeds.
  * Opsets below 7 are refused.
  */
 export function upgradeOpset(graph: Graph, from: number, target = 13): OpsetUpgrade {
-  const to = Math.min(target, 13);
+  const to = Math.min(target, MAX_UPGRADE_OPSET);
   if (from >= to) return { upgraded: false, from, to: from, blockers: [] };
   const blockers: string[] = [];
   if (from < 7) blockers.push(`opset ${from} is older than 7`);
