@@ -65,7 +65,7 @@ const INT_DTYPES = new Set(['int8', 'uint8', 'int16', 'uint16', 'int32', 'uint32
  * of a float output whose last axis is > 1, or the values of an integer output with one value per
  * sample; undefined when the output is not classifier-like.
  */
-function top1(arr: NdArray, samples: number): Int32Array | undefined {
+export function top1(arr: NdArray, samples: number): Int32Array | undefined {
   const per = samples > 0 ? arr.data.length / samples : 0;
   if (INT_DTYPES.has(arr.dtype) && per === 1) return Int32Array.from(asNumbers(arr));
   const last = arr.shape[arr.shape.length - 1] ?? 1;
