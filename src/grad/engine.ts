@@ -52,7 +52,7 @@ const badOption = (msg: string, hint: string): LowbitError => new LowbitError('B
  * outputs a rule marks as `carries`) carry gradients, so shape tensors, axes and indices never get one.
  * Params become graph inputs, so a trainer feeds updated weights on every run of one session.
  * @throws LowbitError UNSUPPORTED_OPSET below opset 13; BAD_OPTION for an unknown or non-float loss or
- *   param, or a param the loss does not depend on; UNSUPPORTED_MODEL naming the op and node when an op on
+ *   param, a param the loss does not depend on, or one no gradient reaches; UNSUPPORTED_MODEL naming the op and node when an op on
  *   the path has no gradient rule or the rule cannot handle its attributes
  */
 export function buildTrainingGraph(model: Model, opts: TrainingGraphOptions): TrainingGraph {
@@ -156,8 +156,10 @@ export function buildTrainingGraph(model: Model, opts: TrainingGraphOptions): Tr
   const gradients = new Map<string, string>();
   for (const p of params) {
     const g = total(p);
+    // The loss depends on p only through inputs whose rules give no gradient (e.g. a Dropout ratio).
+    if (!g) throw badOption(`no gradient reaches param '${p}': the ops reading it give none`, 'leave it out of params');
     const name = graph.freshName(`${p}_grad`);
-    emitter.backward.push({ input: [g!], output: [name], name, opType: 'Identity', attribute: [], metadataProps: [] });
+    emitter.backward.push({ input: [g], output: [name], name, opType: 'Identity', attribute: [], metadataProps: [] });
     const d = [...dims.get(p)!];
     graph.outputs.push(makeValueInfo(name, types.get(p), d));
     gradients.set(p, name);
