@@ -1,4 +1,4 @@
-// `lowbit demo`: quantize the bundled PaddleOCR text-direction classifier (a real depthwise CNN)
+// `lowbit demo ocr-cls`: quantize the bundled PaddleOCR text-direction classifier (a real depthwise CNN)
 // dynamically and statically, then compare float vs int8 on labelled text-line images.
 // The images are lines of real handwritten MNIST digits laid out by code (src/data/realistic-ocr.ts);
 // the label is whether the line was turned 180° — exactly what this model predicts.
@@ -46,7 +46,7 @@ export interface DemoResult {
 }
 
 /** Runs the demo end to end; every number in the table is measured in this run. */
-export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
+export async function runOcrDemo(options: DemoOptions = {}): Promise<DemoResult> {
   const threads = options.threads ?? 2;
   const outDir = options.outDir ?? mkdtempSync(join(tmpdir(), 'lowbit-demo-'));
   const floatPath = realModelPath('ocrCls');
