@@ -5,10 +5,13 @@
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { registerBench } from './commands/bench.js';
+import { registerCompare } from './commands/compare.js';
 import { registerDemo } from './commands/demo.js';
 import { registerEval } from './commands/eval.js';
 import { registerInspect } from './commands/inspect.js';
 import { registerQuantize } from './commands/quantize.js';
+import { registerTrain } from './commands/train.js';
+import { registerQat } from './commands/qat.js';
 import { describeError } from './errors.js';
 
 function packageVersion(): string {
@@ -26,7 +29,9 @@ Examples:
   lowbit inspect model.onnx
   lowbit quantize model.onnx -o model.int8.onnx --calib samples.npz
   lowbit eval model.int8.onnx --data test.npz --labels labels.npy --reference model.onnx
+  lowbit compare model.onnx model.int8.onnx --data test.npz --top 10
   lowbit bench model.int8.onnx --batch 8 --threads 4
+  lowbit train digits-cnn --data x.npy --labels y.npy -o digits.onnx --val-split 0.1
 
 Exit codes: 0 ok, 1 internal error, 2 bad command line, 3 bad input file or data, 4 runtime failure.`;
 
@@ -42,7 +47,10 @@ export function buildProgram(): Command {
   registerInspect(program);
   registerQuantize(program);
   registerEval(program);
+  registerCompare(program);
   registerBench(program);
+  registerTrain(program);
+  registerQat(program);
   registerDemo(program);
   for (const cmd of program.commands) {
     cmd.showHelpAfterError(`(run 'lowbit ${cmd.name()} --help' for usage)`);

@@ -1,17 +1,19 @@
 // The typed configuration of quantize(), shared by the CLI and library callers, with its
 // validation (unknown keys and bad values are errors, never ignored). Pure; pipeline/ and cli/ import it.
 
+import { CALIBRATION_METHODS, givenCalibrationOptions, resolveCalibration, type CalibrationMethod, type ResolvedCalibration } from '../calib/methods.js';
 import { LowbitError } from '../errors.js';
 
 /** dynamic: weights quantized offline, activations at run time; static: activations calibrated (QDQ). */
 export const QUANT_MODES = ['dynamic', 'static'] as const;
 export type QuantMode = (typeof QUANT_MODES)[number];
 
-/** Calibration methods (how observed ranges become quantization ranges). */
-export const CALIB_METHODS = ['minmax'] as const;
-export type CalibMethod = (typeof CALIB_METHODS)[number];
+/** Calibration methods (how observed ranges become quantization ranges): src/calib/methods.ts. */
+export const CALIB_METHODS = CALIBRATION_METHODS;
+export type CalibMethod = CalibrationMethod;
 
-export const WEIGHT_TYPES = ['int8', 'uint8'] as const;
+/** int4: static mode only (symmetric, MSE-clipped scales, opset 21; ORT runs DequantizeLinear + float Conv/MatMul/Gemm). */
+export const WEIGHT_TYPES = ['int8', 'uint8', 'int4'] as const;
 export type WeightType = (typeof WEIGHT_TYPES)[number];
 
 export const ACTIVATION_TYPES = ['uint8', 'int8'] as const;
@@ -43,11 +45,19 @@ export interface QuantizeOptions {
    * top-1 accuracy of the float and the quantized model on the verification samples.
    */
   labels?: string;
-  /** Default 'minmax'. */
+  /** Default 'minmax'. Static mode only, as the four method options below. */
   method?: CalibMethod;
+  /** minmax: mean of per-sample min/max instead of the running extremes (ORT's moving_average). */
+  movingAverage?: boolean;
+  /** minmax with movingAverage: exponential weight of each new sample in (0, 1]; absent: the plain mean. */
+  averagingConstant?: number;
+  /** percentile: % of values the range keeps, in (0, 100]; default 99.999 (ORT's). */
+  percentile?: number;
+  /** percentile, entropy, mse: histogram bins; default 2048, entropy 4096 (at least 512). */
+  numBins?: number;
   /** Weights per output channel (true, the default) or one scale per tensor (false). */
   perChannel?: boolean;
-  /** Default 'int8'. */
+  /** Default 'int8'. 'int4' needs static mode: weights 8x smaller than float32, compute stays float. */
   weightType?: WeightType;
   /** Default 'uint8'. */
   activationType?: ActivationType;
@@ -62,7 +72,10 @@ export interface QuantizeOptions {
 }
 
 /** QuantizeOptions with every default filled in. */
-export interface ResolvedQuantizeOptions extends Required<Omit<QuantizeOptions, 'calib' | 'labels' | 'threads' | 'onProgress'>> {
+export interface ResolvedQuantizeOptions
+  extends Required<Omit<QuantizeOptions, 'calib' | 'labels' | 'threads' | 'onProgress' | 'movingAverage' | 'averagingConstant' | 'percentile' | 'numBins'>> {
+  /** The method with its own options, defaults filled in (minmax in dynamic mode, where it is unused). */
+  calibration: ResolvedCalibration;
   calib: string | undefined;
   labels: string | undefined;
   threads: number | undefined;
@@ -133,6 +146,10 @@ const KEYS: ReadonlySet<string> = new Set<keyof QuantizeOptions>([
   'calib',
   'labels',
   'method',
+  'movingAverage',
+  'averagingConstant',
+  'percentile',
+  'numBins',
   'perChannel',
   'weightType',
   'activationType',
@@ -166,7 +183,8 @@ function path(name: string, value: unknown): string {
 /**
  * Checks options from any caller (JavaScript too) and fills in defaults.
  * @throws LowbitError BAD_OPTION for an unknown key, a value of the wrong type or outside its
- *   allowed set, or `mode: 'static'` without `calib`
+ *   allowed set, or `mode: 'static'` without `calib`; a calibration option in dynamic mode or one the
+ *   method does not use (src/calib/methods.ts resolveCalibration)
  */
 export function resolveQuantizeOptions(o: QuantizeOptions): ResolvedQuantizeOptions {
   if (typeof o !== 'object' || o === null) throw bad('quantize options must be an object');
@@ -180,6 +198,15 @@ export function resolveQuantizeOptions(o: QuantizeOptions): ResolvedQuantizeOpti
   if (labels !== undefined && calib === undefined) {
     throw bad('labels need the samples they label', 'pass --calib DATA together with --labels LABELS.npy (one label per sample)');
   }
+  if (o.weightType === 'int4' && mode === 'dynamic') {
+    throw bad('int4 weights need static mode', 'pass --calib DATA (static mode), or use --weight-type int8 for dynamic quantization');
+  }
+  const method = oneOf('method', o.method, CALIB_METHODS, 'minmax');
+  const calibGiven = [...(o.method !== undefined ? ['method'] : []), ...givenCalibrationOptions(o)];
+  if (mode === 'dynamic' && calibGiven.length) {
+    throw bad(`calibration options (${calibGiven.join(', ')}) apply to static mode only`, 'pass --calib DATA (static mode), or drop the calibration options');
+  }
+  const calibration = resolveCalibration({ ...o, method });
   if (mode === 'static' && calib === undefined) {
     throw bad('static quantization needs calibration data', 'pass --calib DATA (.npy or .npz with samples for the model inputs), or use --mode dynamic');
   }
@@ -194,7 +221,8 @@ export function resolveQuantizeOptions(o: QuantizeOptions): ResolvedQuantizeOpti
     mode,
     calib,
     labels,
-    method: oneOf('method', o.method, CALIB_METHODS, 'minmax'),
+    method,
+    calibration,
     perChannel: o.perChannel ?? true,
     weightType: oneOf('weightType', o.weightType, WEIGHT_TYPES, 'int8'),
     activationType: oneOf('activationType', o.activationType, ACTIVATION_TYPES, 'uint8'),

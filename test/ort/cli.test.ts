@@ -73,7 +73,10 @@ const HELP: Readonly<Record<string, readonly string[]>> = {
   quantize: ['-o, --output', '--mode', 'dynamic', 'static', '--calib', '--labels', '--method', 'minmax', '--per-channel', '--per-tensor', '--weight-type', '--activation-type', '--exclude-nodes', '--exclude-ops', '--threads', '--json'],
   eval: ['--data', '--labels', '--reference', '--batch', '--threads', '--json'],
   bench: ['--batch', '--threads', '--runs', '--data', '--dim', '--json'],
-  demo: ['--threads', '--json'],
+  demo: ['--threads', '--json', 'digits', 'ocr-cls'],
+  train: ['--data', '--labels', '-o, --output', '--epochs', '--lr', '--batch', '--optimizer', '--val-split', '--json'],
+  qat: ['--data', '--labels', '--distill', '-o, --output', '--bits', '--epochs', '--per-tensor', '--json'],
+  compare: ['--data', '--top', '--json'],
 };
 
 describe('lowbit help and version', { concurrency: 4 }, () => {
@@ -235,7 +238,8 @@ describe('lowbit errors: exit code, message on stderr, no stack trace', { concur
   });
 
   test('bad --weight-type lists the valid values -> 2', async () => {
-    assertFails(await lowbit(['quantize', VAD, '-o', join(tmp, 'o.onnx'), '--weight-type', 'int4']), 2, /Allowed choices are int8, uint8/);
+    assertFails(await lowbit(['quantize', VAD, '-o', join(tmp, 'o.onnx'), '--weight-type', 'int2']), 2, /Allowed choices are int8, uint8, int4/);
+    assertFails(await lowbit(['quantize', VAD, '-o', join(tmp, 'o.onnx'), '--weight-type', 'int4']), 2, /int4 weights need static mode/);
   });
 
   test('--per-channel with --per-tensor -> 2', async () => {
