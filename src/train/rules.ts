@@ -2,8 +2,8 @@
 // weight gradient is computed as one Gemm over shifted slices of the input (im2col) instead of a Conv with the
 // output gradient as its kernel. On small feature maps the latter runs as MLAS convolutions with huge kernels
 // and a 3x3 output, several times slower than the forward pass (bench/train.ts --profile). Pure.
-// (A candidate to move into src/grad/rules/conv.ts; kept here, through buildTrainingGraph's `rules` option,
-// because src/grad is owned elsewhere.)
+// GRAD_RULES.Conv stays the reference (simple, finite-difference checked in test/ort/grad-check.test.ts); this
+// row is the fast path, checked against the reference in test/ort/train-rules.test.ts.
 
 import { GRAD_RULES } from '../grad/rules/index.js';
 import { windowOf } from '../grad/rules/conv.js';
