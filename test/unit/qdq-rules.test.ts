@@ -227,6 +227,28 @@ const cases: Record<string, () => void> = {
   },
 };
 
+/** Ops ORT cannot run on 8-bit tensors: after a quantized producer they read its DQ and stay float, no pair of their own. */
+const FLOAT_CASES: Record<string, [(b: ModelBuilder) => string[], Record<string, number | number[]>]> = {
+  ConvTranspose: [(b) => [b.initializer('W', ramp(2 * 3 * 9), [2, 3, 3, 3]), b.initializer('B', ramp(3), [3])], { kernel_shape: [3, 3] }],
+  Pad: [(b) => [b.initializer('pads', BigInt64Array.of(0n, 0n, 1n, 1n, 0n, 0n, 1n, 1n), [8])], {}],
+  HardSigmoid: [() => [], {}],
+  InstanceNormalization: [(b) => [b.initializer('s', Float32Array.of(1, 2), [2]), b.initializer('bb', Float32Array.of(0, 1), [2])], {}],
+  LayerNormalization: [(b) => [b.initializer('s', ramp(4), [4]), b.initializer('bb', ramp(4), [4])], { axis: -1 }],
+};
+for (const [op, [extra, attrs]] of Object.entries(FLOAT_CASES)) {
+  cases[op] = () => {
+    const { graph: g, plan, report } = quantize(afterSigmoid(op, extra, attrs));
+    const n = node(g, 'n');
+    assert.ok(dqAt(g, n, 0), 'reads the DequantizeLinear of the quantized producer');
+    assert.equal(g.consumers(n.output[0]!).length, 0, 'its output (the graph output) gets no QuantizeLinear');
+    assert.ok(!plan.tensors.includes('n_out'));
+    const rep = report.nodes.find((x) => x.name === 'n')!;
+    assert.equal(rep.quantized, false);
+    assert.match(rep.reason!, /no integer|no rule to drop/);
+    for (const c of n.input.slice(1)) if (c) assert.equal(g.producer(c), undefined, `constant '${c}' stays float`);
+  };
+}
+
 /** Shared-parameter ops: a quantized input propagates its scale / zero point, a float input leaves the op float. */
 const SHARE_CASES: Record<string, [(b: ModelBuilder) => string[], Record<string, number | number[]>]> = {
   Reshape: [(b) => [b.initializer('shape', BigInt64Array.of(1n, -1n), [2])], {}],
@@ -237,6 +259,8 @@ const SHARE_CASES: Record<string, [(b: ModelBuilder) => string[], Record<string,
   Slice: [(b) => [b.initializer('starts', BigInt64Array.of(1n), [1]), b.initializer('ends', BigInt64Array.of(3n), [1]), b.initializer('axes', BigInt64Array.of(2n), [1])], {}],
   Resize: [(b) => ['', b.initializer('scales', Float32Array.of(1, 1, 2, 2), [4])], { mode: 'nearest' } as never],
   MaxPool: [() => [], { kernel_shape: [2, 2] }],
+  Gather: [(b) => [b.initializer('idx', BigInt64Array.of(1n, 0n), [2])], { axis: 1 }],
+  GatherElements: [(b) => [b.initializer('idx', new BigInt64Array(32).fill(1n), [1, 2, 4, 4])], { axis: 1 }],
 };
 for (const [op, [extra, attrs]] of Object.entries(SHARE_CASES)) {
   cases[op] = () => {
@@ -256,6 +280,61 @@ for (const [op, [extra, attrs]] of Object.entries(SHARE_CASES)) {
     assert.equal(r.graph.nodes.filter((x) => x.opType === 'QuantizeLinear').length, 0);
   };
 }
+
+cases.Split = () => {
+  const b = new ModelBuilder({ opset: 13 });
+  const x = b.input('x', F, [1, 4, 4, 4]);
+  const s = b.op('Sigmoid', [x], {}, { name: 'sig' });
+  const outs = b.op('Split', [s, b.initializer('split', BigInt64Array.of(1n, 3n), [2])], { axis: 1 }, { name: 'n', outputs: 2 });
+  for (const o of outs) b.output(o, F);
+  const { graph: g, plan } = quantize(b.build());
+  const n = node(g, 'n');
+  const inDq = dqAt(g, n, 0)!;
+  for (const o of n.output) {
+    const readers = g.consumers(o);
+    assert.equal(readers.length, 1);
+    assert.equal(readers[0]!.opType, 'QuantizeLinear', 'every output is requantized');
+    assert.equal(readers[0]!.input[1], inDq.input[1], 'with the input scale');
+    assert.equal(readers[0]!.input[2], inDq.input[2], 'and zero point');
+  }
+  assert.deepEqual(plan.tensors.sort(), ['sig_out', 'x']);
+};
+
+cases.ArgMax = () => {
+  const { graph: g, plan, report } = quantize(afterSigmoid('ArgMax', () => [], { axis: 1 }));
+  const n = node(g, 'n');
+  assert.ok(dqAt(g, n, 0), 'reads the 8-bit tensor through a DequantizeLinear ORT drops');
+  assert.equal(g.consumers(n.output[0]!).length, 0, 'no QuantizeLinear on int64 indices');
+  assert.ok(!plan.tensors.includes('n_out'));
+  assert.match(report.nodes.find((r) => r.name === 'n')!.kernel!, /8-bit/);
+  // On a float input nothing is inserted for it.
+  const r = quantize(unary('ArgMax', { axis: 1 }));
+  assert.equal(r.report.nodes[0]!.quantized, false);
+  assert.equal(r.graph.nodes.length, 1);
+};
+
+cases.Where = () => {
+  const b = new ModelBuilder({ opset: 13 });
+  const c = b.input('c', DataType.BOOL, [1, 4]);
+  const x = b.input('x', F, [1, 4]);
+  const w = b.op('Where', [c, x, b.input('y', F, [1, 4])], {}, { name: 'n' });
+  b.output(b.op('Where', [c, w, b.initializer('k', Float32Array.of(0.5), [])], {}, { name: 'n2' }), F);
+  const { graph: g, plan, report } = quantize(b.build());
+  assertUnit(g, node(g, 'n'), [1, 2]);
+  assertUnit(g, node(g, 'n2'), [1, 2]);
+  assert.equal(g.producer(node(g, 'n').input[0]!), undefined, 'the bool condition is read as it is');
+  assert.equal(initType(g, dqAt(g, node(g, 'n2'), 2)!.input[0]!), DataType.UINT8, 'constant operand quantized like an activation');
+  assert.deepEqual(plan.tensors.sort(), ['n2_out', 'n_out', 'x', 'y']);
+  assert.equal(report.counts.constants, 1);
+  // A mask fill value (-1e9) would take the whole 8-bit range: the Where stays float.
+  const m = new ModelBuilder({ opset: 13 });
+  const mc = m.input('c', DataType.BOOL, [1, 4]);
+  m.output(m.op('Where', [mc, m.input('x', F, [1, 4]), m.initializer('fill', Float32Array.of(-1e9), [])], {}, { name: 'n' }), F);
+  const r = quantize(m.build());
+  assert.equal(r.report.nodes[0]!.quantized, false);
+  assert.match(r.report.nodes[0]!.reason!, /mask/);
+  assert.equal(r.graph.nodes.length, 1);
+};
 
 function checkFold(op: string, extra: (b: ModelBuilder) => string[]): void {
   const b = new ModelBuilder({ opset: 13 });

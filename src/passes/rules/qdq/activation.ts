@@ -1,7 +1,8 @@
-// QDQ rules for Relu and Clip: folded into the producer's output quantization. Pure; merged in index.ts.
+// QDQ rules for Relu and Clip: folded into the producer's output quantization; HardSigmoid stays float.
+// Pure; merged in index.ts.
 
 import { readFloatConstant } from '../../quant-weight.js';
-import type { QdqRuleTable } from './types.js';
+import { keepFloat, type QdqRuleTable } from './types.js';
 
 /**
  * Conv -> Relu -> Q(range of the Relu output, zero point = the type's minimum): ORT removes the Relu
@@ -9,7 +10,8 @@ import type { QdqRuleTable } from './types.js';
  * the same way when its bounds cover the Q range, which needs constant bounds with min <= 0 <= max (the
  * range always contains 0). So the producer's output gets no pair of its own; the activation's output gets
  * the single pair. When the fold does not apply (producer not quantized, several readers, symmetric
- * activations) the activation stays a float op.
+ * activations) the activation stays a float op. HardSigmoid has no QLinear kernel in ORT (measured:
+ * DQ -> HardSigmoid -> Q stays), so it stays float.
  */
 export const ACTIVATION_RULES: QdqRuleTable = {
   Relu: { activations: [], output: { kind: 'fold' }, fusesTo: '(removed into the producer)' },
@@ -32,4 +34,5 @@ export const ACTIVATION_RULES: QdqRuleTable = {
     },
     fusesTo: '(removed into the producer)',
   },
+  HardSigmoid: keepFloat('ONNX Runtime has no integer HardSigmoid: a Q/DQ pair would run the float op with extra work'),
 };

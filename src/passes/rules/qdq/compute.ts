@@ -1,8 +1,9 @@
-// QDQ rules for the ops with weights: Conv, MatMul, Gemm (per-channel weights, int32 bias).
+// QDQ rules for the ops with weights: Conv, MatMul, Gemm (per-channel weights, int32 bias); ConvTranspose
+// (kept float: ORT has no integer kernel for it).
 // Pure; merged into the table in rules/qdq/index.ts.
 
 import { attrFloat, attrInt } from '../../../onnx/attributes.js';
-import type { QdqRuleTable } from './types.js';
+import { keepFloat, type QdqRuleTable } from './types.js';
 
 /**
  * Conv: DQ(x), DQ(W, per output channel = axis 0), DQ(bias int32) -> Conv -> Q  ==>  QLinearConv.
@@ -14,6 +15,11 @@ import type { QdqRuleTable } from './types.js';
  * These rules quantize every Conv. With the speed policy on (the quantize() pipeline), rules/qdq/speed.ts
  * keeps narrow RGB stems (<= 16 filters, <= 3x3) and slow depthwise convs float; a wide stem stays int8
  * (keeping the 3->64 stem of the bench CNN float cost more overall: 0.68x vs 1.57x).
+ * ConvTranspose: ORT's quantizer writes DQ(x), DQ(W, per channel on axis 1: W is [C_in, C_out/group, k...]),
+ *   DQ(bias int32) -> ConvTranspose -> Q, but ORT 1.30's CPU provider has no selector for it (QLinearConvTranspose
+ *   exists for the XNNPACK provider only): the unit runs as a float ConvTranspose between DequantizeLinear and
+ *   QuantizeLinear (measured: ConvTranspose stays, 'extended' and 'all' levels). So it stays float; the weight
+ *   spec records ORT's layout for a runtime that fuses it.
  */
 export const COMPUTE_RULES: QdqRuleTable = {
   Conv: {
@@ -41,4 +47,9 @@ export const COMPUTE_RULES: QdqRuleTable = {
     },
     fusesTo: 'QGemm',
   },
+  ConvTranspose: keepFloat('ONNX Runtime has no integer ConvTranspose on CPU: a Q/DQ pair would run the float op with extra work', {
+    activations: [0],
+    weight: { slot: 1, axis: () => 1 },
+    bias: { slot: 2, input: 0 },
+  }),
 };

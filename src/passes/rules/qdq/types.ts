@@ -8,16 +8,20 @@ import type { NodeProto } from '../../../onnx/proto.js';
 /**
  * What happens to a node's output 0:
  * - own: its own calibrated range (the node becomes an integer kernel that requantizes);
- * - share: the same scale / zero point as input `input` (value-preserving ops; ORT drops the pair);
+ * - share: the same scale / zero point as input `input`, for every output (value-preserving ops such as
+ *   Reshape, Gather, Split; ORT drops the pairs);
  * - fixed: a range known without calibration (Softmax: [0, 1]);
  * - fold: Relu / Clip, absorbed into the producer's output quantization when the producer's output
- *   is `own` and read only by this node (the Q after the activation clamps like the activation).
+ *   is `own` and read only by this node (the Q after the activation clamps like the activation);
+ * - none: the output is not a float (ArgMax's indices): the node reads input `input`'s 8-bit tensor when
+ *   that tensor is quantized anyway (ORT drops the DequantizeLinear) and nothing is inserted for it.
  */
 export type OutputMode =
   | { kind: 'own' }
   | { kind: 'share'; input: number }
   | { kind: 'fixed'; min: number; max: number }
-  | { kind: 'fold' };
+  | { kind: 'fold' }
+  | { kind: 'none'; input: number };
 
 /** What a rule may ask about the graph. */
 export interface RuleContext {
@@ -83,4 +87,12 @@ export function presentInputs(node: NodeProto): number[] {
 /** Check helper: the node has exactly one output in use (optional extra outputs empty). */
 export function singleOutput(node: NodeProto): string | undefined {
   return node.output.filter((o) => o).length === 1 ? undefined : 'it has more than one output';
+}
+
+/**
+ * A row for an op that ONNX Runtime cannot run on 8-bit tensors (no QDQ fusion on its CPU provider): a Q/DQ
+ * pair around it would only add work, so the node always stays float and the report says why.
+ */
+export function keepFloat(reason: string, rest: Partial<QdqRule> = {}): QdqRule {
+  return { activations: [], output: { kind: 'own' }, ...rest, check: () => reason, fusesTo: '(float: no integer kernel in ONNX Runtime)' };
 }
