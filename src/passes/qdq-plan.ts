@@ -107,7 +107,7 @@ export function planGraph(graph: Graph, opts: PlanOptions): QdqPlan {
       p.reason = speed.get(n)!.reason;
       p.speed = true;
     }
-    if (p.reason || rule.output.kind === 'fold' || rule.output.kind === 'share') continue;
+    if (p.reason || rule.output.kind === 'fold' || rule.output.kind === 'share' || rule.output.kind === 'none') continue;
     if (rule.rescale?.(n, ctx)) continue; // decided with the value-preserving ops below
     planOwn(p);
   }
@@ -204,15 +204,19 @@ export function planGraph(graph: Graph, opts: PlanOptions): QdqPlan {
       continue;
     }
     const out = p.rule.output;
-    if (out.kind !== 'share' || p.reason) continue;
+    if ((out.kind !== 'share' && out.kind !== 'none') || p.reason) continue;
     const x = p.node.input[out.input]!;
     const src = tensors.get(x);
-    const y = p.node.output[0]!;
+    // 'share' covers every output (Split); 'none' quantizes no output (ArgMax's indices).
+    const ys = out.kind === 'share' ? p.node.output.filter((o) => o) : [];
     if (!src) p.reason = pinned.has(x) ? `its input '${x}' comes from ${pinned.get(x)}` : 'its input is not quantized';
     else if (src.kind === 'constant') p.reason = 'its input is a constant';
-    else if (!opts.isFloat(y) || graph.isGraphInput(y)) p.reason = `'${y}' is not a float tensor`;
+    else {
+      const bad = ys.find((y) => !opts.isFloat(y) || graph.isGraphInput(y));
+      if (bad !== undefined) p.reason = `'${bad}' is not a float tensor`;
+    }
     if (p.reason) continue;
-    tensors.set(y, { kind: 'shared', from: src!.kind === 'shared' ? src!.from : x });
+    for (const y of ys) tensors.set(y, { kind: 'shared', from: src!.kind === 'shared' ? src!.from : x });
     p.quantized = true;
     p.activationSlots = [out.input];
   }

@@ -11,8 +11,9 @@ import { DataType, type NodeProto } from '../onnx/proto.js';
 import { dimsOf, makeTensor } from '../onnx/tensor.js';
 import { allocQuantArray, quantRange, quantType } from '../quant/dtypes.js';
 import { computeQParams } from '../quant/qparams.js';
-import { planGraph, type NodePlan, type QdqPlan } from './qdq-plan.js';
+import { planGraph, type NodePlan, type PlanOptions, type QdqPlan } from './qdq-plan.js';
 import { preprocessForQuantization } from './preprocess.js';
+import { bodyConstantsToInitializers, cloneModelDeep, hasBodies, hoistOuterConstants, planBodies, releaseHoisted, touchUp, type BodyPlan } from './qdq-subgraph.js';
 import { addQuantizedWeight, quantizeBias, quantizeWeight, readFloatConstant, removeIfUnused, type QuantizedWeight, type WeightClip } from './quant-weight.js';
 
 /** Options of {@link quantizeStatic} (and, for the planning part, {@link planQdq}). */
@@ -94,6 +95,8 @@ function checkOptions(opts: Partial<StaticQuantOptions>, full: boolean): void {
 interface Prepared {
   model: Model;
   plan: QdqPlan;
+  /** If/Loop/Scan bodies and their plans, children before parents (qdq-subgraph.ts). */
+  bodies: BodyPlan[];
   types: Map<string, number>;
   opset: number;
   pre: ReturnType<typeof preprocessForQuantization>;
@@ -102,6 +105,12 @@ interface Prepared {
 function prepare(model: Model, opts: Partial<StaticQuantOptions>, isUnknownFloat: (name: string) => boolean): Prepared {
   const int4 = opts.weightType === 'int4';
   const pre = preprocessForQuantization(model, int4 ? { targetOpset: INT4_OPSET } : {});
+  // Preprocessing copies the main graph's nodes only: bodies get private nodes before anything edits them.
+  if (hasBodies(pre.model.graph)) {
+    pre.model = cloneModelDeep(pre.model);
+    const n = bodyConstantsToInitializers(pre.model.graph);
+    if (n) pre.changes.push(`Constant nodes in If/Loop/Scan bodies turned into initializers: ${n}`);
+  }
   const graph = pre.model.graph;
   const opset = pre.model.opset('') ?? 1;
   if (int4 && opset < INT4_OPSET) {
@@ -120,7 +129,7 @@ function prepare(model: Model, opts: Partial<StaticQuantOptions>, isUnknownFloat
   }
   const types = inferElemTypes(graph);
   const irVersion = Number(pre.model.rest.irVersion ?? 8n);
-  const plan = planGraph(graph, {
+  const planOptions: PlanOptions = {
     opset,
     ...(opts.excludeNodes ? { excludeNodes: opts.excludeNodes } : {}),
     ...(opts.excludeOps ? { excludeOps: opts.excludeOps } : {}),
@@ -128,8 +137,10 @@ function prepare(model: Model, opts: Partial<StaticQuantOptions>, isUnknownFloat
     isFloat: (name) => (types.has(name) ? isFloatType(types.get(name)) : isUnknownFloat(name)),
     initializersInInputsAreConstant: irVersion < 4,
     speedPolicy: opts.speedPolicy === true && !int4,
-  });
-  return { model: pre.model, plan, types, opset, pre };
+  };
+  const plan = planGraph(graph, planOptions);
+  const bodies = planBodies(graph, planOptions);
+  return { model: pre.model, plan, bodies, types, opset, pre };
 }
 
 /**
@@ -141,7 +152,9 @@ function prepare(model: Model, opts: Partial<StaticQuantOptions>, isUnknownFloat
 export function planQdq(model: Model, opts: Partial<StaticQuantOptions> = {}): { model: Model; tensors: string[] } {
   checkOptions(opts, false);
   const p = prepare(model, opts, () => true);
-  return { model: p.model, tensors: p.plan.calibrationTensors };
+  const tensors = new Set(p.plan.calibrationTensors);
+  for (const b of p.bodies) for (const t of b.plan.calibrationTensors) tensors.add(t);
+  return { model: p.model, tensors: [...tensors] };
 }
 
 interface QParamNames {
@@ -195,14 +208,13 @@ export function rewriteQdq(
 ): { model: Model; report: StaticQuantReport; trainable: QdqTrainable } {
   checkOptions(opts, true);
   const activations = form.activations !== false;
-  const { model: out, plan, opset, pre } = prepare(model, opts, activations ? (name) => ranges.has(name) : () => true);
+  const { model: out, plan, bodies, opset, pre } = prepare(model, opts, activations ? (name) => ranges.has(name) : () => true);
   if (!activations) {
     // Weight-only: keep the node decisions (which weights, which axes), drop every activation intent.
     plan.tensors.clear();
     plan.calibrationTensors.length = 0;
     for (const p of plan.nodes) p.rescaled = undefined;
   }
-  const graph = out.graph;
   const notes: string[] = [];
   const fake = form.fakeWeights;
   const int4 = opts.weightType === 'int4';
@@ -232,156 +244,169 @@ export function rewriteQdq(
     );
   }
 
-  // Parameters, one set per root tensor; shared tensors reuse the root's initializers (ORT compares values).
-  const params = new Map<string, QParamNames>();
   const counts = { qdqPairs: 0, weights: 0, biases: 0, constants: 0, rescales: 0 };
-  const addParams = (tensor: string, min: number, max: number): QParamNames => {
-    let p: { scale: number; zeroPoint: number };
-    try {
-      p = computeQParams(min, max, actType, { symmetric });
-    } catch (e) {
-      if (e instanceof LowbitError) throw new LowbitError(e.code, `tensor '${tensor}': ${e.message}`, e.hint, { cause: e });
-      throw e;
-    }
-    // A folded Relu/Clip needs zero point = qmin for ORT to drop it; an all-zero range allows any zero point.
-    if (plan.foldOutputs.has(tensor) && min === 0 && max === 0) p.zeroPoint = quantRange(actType).qmin;
-    const zp = allocQuantArray(actType, 1);
-    zp[0] = p.zeroPoint;
-    const scaleName = graph.freshName(`${tensor}_scale`);
-    const zeroPointName = graph.freshName(`${tensor}_zero_point`);
-    graph.setInitializer(makeTensor(scaleName, DataType.FLOAT, [], Float32Array.of(p.scale)));
-    graph.setInitializer(makeTensor(zeroPointName, actType.dataType, [], zp));
-    return { ...p, scaleName, zeroPointName };
-  };
-  const paramsOf = (t: string): QParamNames => {
-    let p = params.get(t);
-    if (p) return p;
-    const src = plan.tensors.get(t)!;
-    if (src.kind === 'calibrated') {
-      p = addParams(t, ranges.get(t)!.min, ranges.get(t)!.max);
-      trainable.activationScales.push(p.scaleName);
-    } else if (src.kind === 'fixed') p = addParams(t, src.min, src.max);
-    else if (src.kind === 'shared') p = paramsOf(src.from);
-    else if (src.kind === 'scaled') {
-      const from = paramsOf(src.from);
-      const scale = Math.fround(from.scale * src.factor);
-      const scaleName = graph.freshName(`${t}_scale`);
-      if (fake) {
-        const factor = graph.freshName(`${t}_rescale`);
-        graph.setInitializer(makeTensor(factor, DataType.FLOAT, [], Float32Array.of(src.factor)));
-        graph.addNodes([makeNode('Mul', [from.scaleName, factor], [scaleName], { name: graph.freshName(`${t}_scale_Mul`) })]);
-      } else graph.setInitializer(makeTensor(scaleName, DataType.FLOAT, [], Float32Array.of(scale)));
-      p = { scale, zeroPoint: from.zeroPoint, scaleName, zeroPointName: from.zeroPointName };
-    } else throw new LowbitError('INTERNAL', `constant '${t}' has no activation parameters`);
-    params.set(t, p);
-    return p;
-  };
-  for (const [t, src] of plan.tensors) if (src.kind !== 'constant') paramsOf(t);
-
-  // Activation pairs. A produced tensor keeps its name on the DQ output, so readers and graph outputs
-  // stay wired and the producer's only reader is the Q (what ORT's node-unit selectors require).
-  const constantDq = new Map<string, { output: string; scale: number }>();
-  const floatsToDrop = new Set<string>();
-  const quantizedName = new Map<string, string>();
-  for (const [t, src] of plan.tensors) {
-    if (src.kind === 'constant' || src.kind === 'scaled') continue;
-    const p = params.get(t)!;
-    const q = graph.freshName(`${t}_quantized`);
-    quantizedName.set(t, q);
-    const producer = graph.producer(t);
-    let qNode: NodeProto;
-    if (producer) {
-      const pre = graph.freshName(`${t}_float`);
-      producer.output[producer.output.indexOf(t)] = pre;
-      qNode = makeNode('QuantizeLinear', [pre, p.scaleName, p.zeroPointName], [q], { name: graph.freshName(`${t}_QuantizeLinear`) });
-      const dq = makeNode('DequantizeLinear', [q, p.scaleName, p.zeroPointName], [t], { name: graph.freshName(`${t}_DequantizeLinear`) });
-      graph.insertAfter(producer, [qNode, dq]);
-    } else {
-      const dqOut = graph.freshName(`${t}_dequantized`);
-      qNode = makeNode('QuantizeLinear', [t, p.scaleName, p.zeroPointName], [q], { name: graph.freshName(`${t}_QuantizeLinear`) });
-      const dq = makeNode('DequantizeLinear', [q, p.scaleName, p.zeroPointName], [dqOut], { name: graph.freshName(`${t}_DequantizeLinear`) });
-      graph.addNodes([qNode, dq], 0);
-      graph.replaceAllUses(t, dqOut, { except: qNode });
-      // replaceAllUses rewrote the DQ's reader too when t feeds it; the DQ reads q, so nothing to undo.
-    }
-    counts.qdqPairs++;
-  }
-  // Rescales (Mul by a positive constant): the node goes, its output is a DQ of the input's integers.
-  for (const p of plan.nodes) {
-    if (!p.rescaled) continue;
-    const y = p.node.output[0]!;
-    const src = plan.tensors.get(y) as { kind: 'scaled'; from: string };
-    let from = src.from;
-    while (!quantizedName.has(from)) from = (plan.tensors.get(from) as { from: string }).from;
-    const py = params.get(y)!;
-    // The node's data input as wired now (a graph input was redirected to its DQ output above).
-    const x = p.node.input.find((c) => c && !graph.initializers.has(c))!;
-    for (const c of p.node.input) if (c && c !== x) floatsToDrop.add(c);
-    graph.replaceNode(p.node, [makeNode('DequantizeLinear', [quantizedName.get(from)!, py.scaleName, py.zeroPointName], [y], { name: graph.freshName(`${y}_DequantizeLinear`) })]);
-    counts.rescales++;
-    // The input's own DequantizeLinear may have lost its last reader (ORT keeps dead DQ nodes).
-    const dqX = graph.producer(x);
-    if (dqX?.opType === 'DequantizeLinear' && graph.consumers(x).length === 0 && !graph.isGraphOutput(x)) graph.removeNodes([dqX]);
-  }
-
-  const dequantize = (base: string, inputs: string[], axis?: number): string => {
-    const output = graph.freshName(`${base}_dequantized`);
-    const attribute = axis === undefined ? [] : [makeAttribute('axis', axis)];
-    graph.addNodes([makeNode('DequantizeLinear', inputs, [output], { name: graph.freshName(`${base}_DequantizeLinear`), attribute })]);
-    return output;
-  };
-  const quantizedNodes = plan.nodes.filter((p) => p.quantized && !p.foldedInto);
-
-  // Constants read as activations (Add/Mul/Concat operands): quantized with the activation type from their values.
-  for (const p of quantizedNodes) {
-    for (const s of p.activationSlots) {
-      const name = p.node.input[s]!;
-      if (plan.tensors.get(name)?.kind !== 'constant') continue;
-      let dq = constantDq.get(name);
-      if (!dq) {
-        const c = readFloatConstant(graph, name);
-        const w = addQuantizedWeight(graph, name, c.data, c.dims, { qtype: opts.activationType, perChannel: false, axis: 0, symmetric });
-        dq = { output: dequantize(name, [w.quantized, w.scale, w.zeroPoint]), scale: w.scaleValues[0]! };
-        constantDq.set(name, dq);
-        counts.constants++;
+  /** Inserts the pairs, weights and biases `plan` asks for into `graph` (the main graph or a body). */
+  const rewriteGraph = (graph: Graph, plan: QdqPlan): void => {
+    // Parameters, one set per root tensor; shared tensors reuse the root's initializers (ORT compares values).
+    const params = new Map<string, QParamNames>();
+    const addParams = (tensor: string, min: number, max: number): QParamNames => {
+      let p: { scale: number; zeroPoint: number };
+      try {
+        p = computeQParams(min, max, actType, { symmetric });
+      } catch (e) {
+        if (e instanceof LowbitError) throw new LowbitError(e.code, `tensor '${tensor}': ${e.message}`, e.hint, { cause: e });
+        throw e;
       }
-      p.node.input[s] = dq.output;
-      floatsToDrop.add(name);
-    }
-  }
+      // A folded Relu/Clip needs zero point = qmin for ORT to drop it; an all-zero range allows any zero point.
+      if (plan.foldOutputs.has(tensor) && min === 0 && max === 0) p.zeroPoint = quantRange(actType).qmin;
+      const zp = allocQuantArray(actType, 1);
+      zp[0] = p.zeroPoint;
+      const scaleName = graph.freshName(`${tensor}_scale`);
+      const zeroPointName = graph.freshName(`${tensor}_zero_point`);
+      graph.setInitializer(makeTensor(scaleName, DataType.FLOAT, [], Float32Array.of(p.scale)));
+      graph.setInitializer(makeTensor(zeroPointName, actType.dataType, [], zp));
+      return { ...p, scaleName, zeroPointName };
+    };
+    const paramsOf = (t: string): QParamNames => {
+      let p = params.get(t);
+      if (p) return p;
+      const src = plan.tensors.get(t)!;
+      if (src.kind === 'calibrated') {
+        p = addParams(t, ranges.get(t)!.min, ranges.get(t)!.max);
+        trainable.activationScales.push(p.scaleName);
+      } else if (src.kind === 'fixed') p = addParams(t, src.min, src.max);
+      else if (src.kind === 'shared') p = paramsOf(src.from);
+      else if (src.kind === 'scaled') {
+        const from = paramsOf(src.from);
+        const scale = Math.fround(from.scale * src.factor);
+        const scaleName = graph.freshName(`${t}_scale`);
+        if (fake) {
+          const factor = graph.freshName(`${t}_rescale`);
+          graph.setInitializer(makeTensor(factor, DataType.FLOAT, [], Float32Array.of(src.factor)));
+          graph.addNodes([makeNode('Mul', [from.scaleName, factor], [scaleName], { name: graph.freshName(`${t}_scale_Mul`) })]);
+        } else graph.setInitializer(makeTensor(scaleName, DataType.FLOAT, [], Float32Array.of(scale)));
+        p = { scale, zeroPoint: from.zeroPoint, scaleName, zeroPointName: from.zeroPointName };
+      } else throw new LowbitError('INTERNAL', `constant '${t}' has no activation parameters`);
+      params.set(t, p);
+      return p;
+    };
+    for (const [t, src] of plan.tensors) if (src.kind !== 'constant') paramsOf(t);
 
-  // Weights (once per weight and axis) and biases.
-  const weightDq = new Map<string, { output: string; scales: Float32Array }>();
-  for (const p of quantizedNodes) {
-    if (p.weight) {
-      const { name, slot } = p.weight;
-      const axis = perChannel ? p.weight.axis : undefined;
-      const key = `${name}\u0000${axis ?? ''}`;
-      let w = weightDq.get(key);
-      if (!w) {
-        const qw = quantizeWeight(graph, name, {
-          qtype: opts.weightType,
-          perChannel: axis !== undefined,
-          axis: axis ?? 0,
-          symmetric: opts.weightType !== 'uint8',
-          reduceRange: opts.reduceRange === true && !int4,
-          clip: opts.weightClip ?? (int4 ? 'mse' : 'minmax'),
-        });
-        const q = fake ? fakeQuantizeWeight(graph, name, qw, trainable) : qw.quantized;
-        w = { output: dequantize(name, [q, qw.scale, qw.zeroPoint], qw.axis), scales: qw.scaleValues };
-        weightDq.set(key, w);
-        counts.weights++;
+    // Activation pairs. A produced tensor keeps its name on the DQ output, so readers and graph outputs
+    // stay wired and the producer's only reader is the Q (what ORT's node-unit selectors require).
+    const constantDq = new Map<string, { output: string; scale: number }>();
+    const floatsToDrop = new Set<string>();
+    const quantizedName = new Map<string, string>();
+    for (const [t, src] of plan.tensors) {
+      if (src.kind === 'constant' || src.kind === 'scaled') continue;
+      const p = params.get(t)!;
+      const q = graph.freshName(`${t}_quantized`);
+      quantizedName.set(t, q);
+      const producer = graph.producer(t);
+      let qNode: NodeProto;
+      if (producer) {
+        const pre = graph.freshName(`${t}_float`);
+        producer.output[producer.output.indexOf(t)] = pre;
+        qNode = makeNode('QuantizeLinear', [pre, p.scaleName, p.zeroPointName], [q], { name: graph.freshName(`${t}_QuantizeLinear`) });
+        const dq = makeNode('DequantizeLinear', [q, p.scaleName, p.zeroPointName], [t], { name: graph.freshName(`${t}_DequantizeLinear`) });
+        graph.insertAfter(producer, [qNode, dq]);
+      } else {
+        const dqOut = graph.freshName(`${t}_dequantized`);
+        qNode = makeNode('QuantizeLinear', [t, p.scaleName, p.zeroPointName], [q], { name: graph.freshName(`${t}_QuantizeLinear`) });
+        const dq = makeNode('DequantizeLinear', [q, p.scaleName, p.zeroPointName], [dqOut], { name: graph.freshName(`${t}_DequantizeLinear`) });
+        graph.addNodes([qNode, dq], 0);
+        graph.replaceAllUses(t, dqOut, { except: qNode });
+        // replaceAllUses rewrote the DQ's reader too when t feeds it; the DQ reads q, so nothing to undo.
       }
-      p.node.input[slot] = w.output;
-      if (!fake || graph.initializer(name)?.dataType !== DataType.FLOAT) floatsToDrop.add(name);
+      counts.qdqPairs++;
     }
-    if (p.bias && (fake || !activations)) {
-      if (!trainable.biases.includes(p.bias.name)) trainable.biases.push(p.bias.name);
-    } else if (p.bias) quantizeNodeBias(graph, p, params, weightDq, perChannel, dequantize, floatsToDrop, counts);
-  }
-  graph.touch();
-  for (const name of floatsToDrop) removeIfUnused(graph, name);
-  graph.sortInPlace();
+    // Rescales (Mul by a positive constant): the node goes, its output is a DQ of the input's integers.
+    for (const p of plan.nodes) {
+      if (!p.rescaled) continue;
+      const y = p.node.output[0]!;
+      const src = plan.tensors.get(y) as { kind: 'scaled'; from: string };
+      let from = src.from;
+      while (!quantizedName.has(from)) from = (plan.tensors.get(from) as { from: string }).from;
+      const py = params.get(y)!;
+      // The node's data input as wired now (a graph input was redirected to its DQ output above).
+      const x = p.node.input.find((c) => c && !graph.initializers.has(c))!;
+      for (const c of p.node.input) if (c && c !== x) floatsToDrop.add(c);
+      graph.replaceNode(p.node, [makeNode('DequantizeLinear', [quantizedName.get(from)!, py.scaleName, py.zeroPointName], [y], { name: graph.freshName(`${y}_DequantizeLinear`) })]);
+      counts.rescales++;
+      // The input's own DequantizeLinear may have lost its last reader (ORT keeps dead DQ nodes).
+      const dqX = graph.producer(x);
+      if (dqX?.opType === 'DequantizeLinear' && graph.consumers(x).length === 0 && !graph.isGraphOutput(x)) graph.removeNodes([dqX]);
+    }
+
+    const dequantize = (base: string, inputs: string[], axis?: number): string => {
+      const output = graph.freshName(`${base}_dequantized`);
+      const attribute = axis === undefined ? [] : [makeAttribute('axis', axis)];
+      graph.addNodes([makeNode('DequantizeLinear', inputs, [output], { name: graph.freshName(`${base}_DequantizeLinear`), attribute })]);
+      return output;
+    };
+    const quantizedNodes = plan.nodes.filter((p) => p.quantized && !p.foldedInto);
+
+    // Constants read as activations (Add/Mul/Concat operands): quantized with the activation type from their values.
+    for (const p of quantizedNodes) {
+      for (const s of p.activationSlots) {
+        const name = p.node.input[s]!;
+        if (plan.tensors.get(name)?.kind !== 'constant') continue;
+        let dq = constantDq.get(name);
+        if (!dq) {
+          const c = readFloatConstant(graph, name);
+          const w = addQuantizedWeight(graph, name, c.data, c.dims, { qtype: opts.activationType, perChannel: false, axis: 0, symmetric });
+          dq = { output: dequantize(name, [w.quantized, w.scale, w.zeroPoint]), scale: w.scaleValues[0]! };
+          constantDq.set(name, dq);
+          counts.constants++;
+        }
+        p.node.input[s] = dq.output;
+        floatsToDrop.add(name);
+      }
+    }
+
+    // Weights (once per weight and axis) and biases.
+    const weightDq = new Map<string, { output: string; scales: Float32Array }>();
+    for (const p of quantizedNodes) {
+      if (p.weight) {
+        const { name, slot } = p.weight;
+        const axis = perChannel ? p.weight.axis : undefined;
+        const key = `${name}\u0000${axis ?? ''}`;
+        let w = weightDq.get(key);
+        if (!w) {
+          const qw = quantizeWeight(graph, name, {
+            qtype: opts.weightType,
+            perChannel: axis !== undefined,
+            axis: axis ?? 0,
+            symmetric: opts.weightType !== 'uint8',
+            reduceRange: opts.reduceRange === true && !int4,
+            clip: opts.weightClip ?? (int4 ? 'mse' : 'minmax'),
+          });
+          const q = fake ? fakeQuantizeWeight(graph, name, qw, trainable) : qw.quantized;
+          w = { output: dequantize(name, [q, qw.scale, qw.zeroPoint], qw.axis), scales: qw.scaleValues };
+          weightDq.set(key, w);
+          counts.weights++;
+        }
+        p.node.input[slot] = w.output;
+        if (!fake || graph.initializer(name)?.dataType !== DataType.FLOAT) floatsToDrop.add(name);
+      }
+      if (p.bias && (fake || !activations)) {
+        if (!trainable.biases.includes(p.bias.name)) trainable.biases.push(p.bias.name);
+      } else if (p.bias) quantizeNodeBias(graph, p, params, weightDq, perChannel, dequantize, floatsToDrop, counts);
+    }
+    graph.touch();
+    for (const name of floatsToDrop) removeIfUnused(graph, name);
+    graph.sortInPlace();
+  };
+
+  // Bodies first, children before parents: a body quantizes the outer tensors it reads inside itself (where
+  // ORT can fuse the pair with its nodes), before the enclosing graph renames them.
+  const bodyNodes = enterBodies(bodies, ranges, fake || !activations, (b) => {
+    const hoisted = hoistOuterConstants(b.graph);
+    rewriteGraph(b.graph, b.plan);
+    releaseHoisted(b.graph, hoisted);
+  });
+  if (bodies.length) touchUp(out.graph);
+  rewriteGraph(out.graph, plan);
 
   const report: StaticQuantReport = {
     opset: { from: pre.opset.from, to: opset, upgraded: pre.opset.upgraded, blockers: pre.opset.blockers },
@@ -389,11 +414,43 @@ export function rewriteQdq(
     activationType: opts.activationType,
     weightType: opts.weightType,
     perChannel,
-    nodes: plan.nodes.map((p) => (activations ? nodeReport(p, int4) : weightOnlyReport(p))),
+    nodes: [...plan.nodes, ...bodyNodes].map((p) => (activations ? nodeReport(p, int4) : weightOnlyReport(p))),
     counts,
     notes,
   };
   return { model: out, report, trainable };
+}
+
+/**
+ * Rewrites the bodies whose every planned tensor has a calibrated range (a body whose graph never ran during
+ * calibration, e.g. an If branch no sample took, has none and stays float, as do the bodies nested in it), in
+ * the order given (children first). QAT's fake-quantized form and weight-only mode leave bodies float.
+ * Returns the body nodes with a rule, for the report.
+ */
+function enterBodies(bodies: BodyPlan[], ranges: TensorRanges, leaveFloat: boolean, rewrite: (b: BodyPlan) => void): NodePlan[] {
+  const skip = new Map<Graph, string>();
+  for (const b of [...bodies].reverse()) {
+    const outer = b.graph.parent ? skip.get(b.graph.parent) : undefined;
+    const missing = b.plan.calibrationTensors.find((t) => !ranges.has(t));
+    if (leaveFloat) skip.set(b.graph, `inside an ${b.opType} body: QAT and weight-only quantization leave bodies float`);
+    else if (outer !== undefined) skip.set(b.graph, outer);
+    else if (missing !== undefined) skip.set(b.graph, `its ${b.opType} body never ran during calibration (no range for '${missing}'): it stays float`);
+  }
+  for (const b of bodies) {
+    const why = skip.get(b.graph);
+    if (why === undefined) {
+      rewrite(b);
+      continue;
+    }
+    for (const p of b.plan.nodes) {
+      if (!p.quantized && p.reason) continue;
+      p.quantized = false;
+      p.foldedInto = undefined;
+      p.rescaled = undefined;
+      p.reason = why;
+    }
+  }
+  return bodies.flatMap((b) => b.plan.nodes);
 }
 
 /**

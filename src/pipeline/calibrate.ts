@@ -8,6 +8,7 @@ import { quantTarget } from '../calib/target.js';
 import { LowbitError } from '../errors.js';
 import type { NdArray } from '../ndarray.js';
 import type { Model } from '../onnx/ir.js';
+import { exposeSubgraphValues } from '../passes/taps-subgraph.js';
 import { float16ArrayToFloat32 } from '../quant/float16.js';
 import { runWithTaps } from '../runtime/tapped.js';
 
@@ -57,7 +58,8 @@ function asFloat32(arr: NdArray): Float32Array | undefined {
 
 /**
  * Runs `model` over `data` and returns the observed range of every float tensor in `opts.tensors`
- * (tensors that turn out not to be float are left out of the map). Memory does not grow with the
+ * (tensors that turn out not to be float are left out of the map). Tensors inside If/Loop/Scan bodies are
+ * observed too (every Loop/Scan iteration); one in an If branch no batch took is left out of the map. Memory does not grow with the
  * number of samples: each batch's taps are reduced to running statistics and dropped.
  * @throws LowbitError BAD_OPTION for a bad batch size, calibration method or option (before anything
  *   runs), or a tensor not in the model; NON_FINITE naming the tensor when the model produces
@@ -80,18 +82,28 @@ export async function calibrate(model: Model, data: CalibrationData, opts: Calib
   const observers = new Map<string, RangeObserver>();
   for (const t of opts.tensors) if (!observers.has(t)) observers.set(t, createObserver(t, settings, target));
   const nonFloat = new Set<string>();
+  // Tensors inside If/Loop/Scan bodies are threaded out to main-graph outputs (passes/taps-subgraph.ts). An empty
+  // value there is an If branch that did not run: skipped, and a tensor never seen non-empty gets no range.
+  const exposed = exposeSubgraphValues(model, [...observers.keys()]);
+  for (const t of exposed.untapped) nonFloat.add(t);
+  const seen = new Set<string>();
   const total = data.count;
   let samples = 0;
   const runs = await runWithTaps(
-    model,
-    [...observers.keys()],
+    exposed.model,
+    [...new Set(exposed.carriers.values())],
     data.batches(batch),
     (run) => {
       for (const [t, obs] of observers) {
-        const v = run.taps[t];
+        const carrier = exposed.carriers.get(t);
+        const v = carrier === undefined ? undefined : run.taps[carrier];
         const f = v ? asFloat32(v) : undefined;
         if (!f) nonFloat.add(t);
-        else obs.update(f);
+        else if (!exposed.inBodies.has(t)) obs.update(f);
+        else if (f.length) {
+          obs.update(f);
+          seen.add(t);
+        }
       }
       samples += run.size;
       opts.onProgress?.({ batches: run.index + 1, samples, total });
@@ -102,6 +114,6 @@ export async function calibrate(model: Model, data: CalibrationData, opts: Calib
     throw new LowbitError('BAD_DATA', 'calibration data produced no batches', 'provide at least one calibration sample');
   }
   const ranges = new Map<string, Range>();
-  for (const [t, obs] of observers) if (!nonFloat.has(t)) ranges.set(t, obs.range());
+  for (const [t, obs] of observers) if (!nonFloat.has(t) && (!exposed.inBodies.has(t) || seen.has(t))) ranges.set(t, obs.range());
   return ranges;
 }

@@ -203,12 +203,14 @@ const CASES: RealCase[] = [
     static: { minSqnrDb: 8, minCosine: 0.93, maxSizeRatio: 0.35 },
   },
   {
-    // dynamic: 56.0 dB (8 LSTMs inside If bodies); static: every op is inside If bodies -> nothing
+    // dynamic: 56.0 dB (8 LSTMs inside If bodies); static: every op is inside If bodies, quantized there
+    // (passes/qdq-subgraph.ts): 51 nodes of the 16 kHz branch (18 QLinearConv after ORT's fusions), the 8 kHz
+    // branch never runs on 16 kHz speech and stays float; 21.3 dB, cosine 0.9968, 1.81 MB -> 1.58 MB.
     name: 'silero VAD (legacy)',
     model: () => realModelPath('vadLegacy'),
     calib: vadCalib,
     dynamic: { minSqnrDb: 40, quantized: 8 },
-    static: { nothing: true },
+    static: { minSqnrDb: 17, minCosine: 0.99, maxSizeRatio: 0.92 },
   },
 ];
 
@@ -236,6 +238,7 @@ for (const c of CASES) {
         assert.match(r.warnings.join('\n'), /nothing was quantized.*If\/Loop\/Scan/);
         return;
       }
+      assert.doesNotMatch(r.warnings.join('\n'), /nothing was quantized/);
       assert.ok(r.fidelity.samples > 0);
       assert.ok((r.fidelity.sqnrDb ?? -Infinity) >= c.static.minSqnrDb, `SQNR ${r.fidelity.sqnrDb}`);
       assert.ok((r.fidelity.cosine ?? 0) >= c.static.minCosine, `cosine ${r.fidelity.cosine}`);
