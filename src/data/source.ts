@@ -40,7 +40,7 @@ export interface BatchRange {
 export interface DataSource {
   /** File path, or the label given to dataSourceFromArrays. */
   readonly path: string;
-  readonly kind: 'npy' | 'npz' | 'memory';
+  readonly kind: 'npy' | 'npz' | 'memory' | 'images';
   /** Samples in this source (after slicing). */
   readonly count: number;
   /** The arrays, with their full on-disk shapes (axis 0 = all samples of the file). */

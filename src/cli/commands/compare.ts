@@ -6,10 +6,11 @@ import { Option } from 'commander';
 import type { CompareResult } from '../../pipeline/compare.js';
 import type { ProgressEvent } from '../../pipeline/options.js';
 import { renderCompareReport } from '../../report/compare-report.js';
-import { batchOption, explainModelErrors, jsonOption, positiveInt, printJson, printText, requireFile, threadsOption } from '../args.js';
+import { batchOption, decodeModelFile, explainModelErrors, jsonOption, positiveInt, printJson, printText, requireFile, threadsOption } from '../args.js';
 import { stageProgress } from '../lazy.js';
+import { IMAGE_HELP, imageOptions, requireData, toImagePreprocess, type ImageFlags } from '../image-flags.js';
 
-interface CompareFlags {
+interface CompareFlags extends ImageFlags {
   data: string;
   batch?: number;
   top: number;
@@ -83,15 +84,24 @@ SQNR values print as null in --json when infinite (no error at all).
 Example:
   lowbit compare model.onnx model.qdq.onnx --data samples.npz --top 10`;
 
+/** The graph inputs of a model file (decoded here; external data is not read). */
+async function modelInputsOf(path: string): Promise<ReturnType<typeof import('../../pipeline/quantize.js').modelInputs>> {
+  const [{ Model }, { modelInputs }] = await Promise.all([import('../../onnx/ir.js'), import('../../pipeline/quantize.js')]);
+  return modelInputs(new Model(decodeModelFile(path)));
+}
+
 /**
  * Opens the data, runs the comparison. ONNX Runtime and the pipeline load here, not when the CLI starts.
  */
 async function runCompare(float: string, quant: string, flags: CompareFlags, onProgress: (e: ProgressEvent) => void): Promise<CompareResult> {
-  const [{ compare }, { openDataSource }] = await Promise.all([import('../../pipeline/compare.js'), import('../../data/calib-data.js')]);
+  const [{ compare }, { openDataSource, openModelData, isDirectory }] = await Promise.all([import('../../pipeline/compare.js'), import('../../data/calib-data.js')]);
+  const image = toImagePreprocess(flags);
+  // An image folder is preprocessed for the float model's input, so that input is read first.
+  const data = isDirectory(flags.data) || image !== undefined ? openModelData(flags.data, await modelInputsOf(float), image) : openDataSource(flags.data);
   return compare({
     float,
     quant,
-    data: openDataSource(flags.data),
+    data,
     ...(flags.batch === undefined ? {} : { batch: flags.batch }),
     ...(flags.threads === undefined ? {} : { threads: flags.threads }),
     onProgress,
@@ -99,12 +109,12 @@ async function runCompare(float: string, quant: string, flags: CompareFlags, onP
 }
 
 export function registerCompare(program: Command): void {
-  program
+  const command = program
     .command('compare')
     .description('per-layer error of a static (QDQ) quantized model against its float original: where precision was lost')
     .argument('<FLOAT>', 'the float ONNX model')
     .argument('<QUANT>', 'the QDQ model quantized from it (lowbit quantize --mode static, or another QDQ quantizer)')
-    .requiredOption('--data <DATA>', 'inputs (.npy, or .npz keyed by input name), first axis = samples')
+    .requiredOption('--data <DATA>', 'inputs (.npy, or .npz keyed by input name; first axis = samples), or a folder of images (see below)')
     .addOption(batchOption("samples per run (default: 1 or the model's fixed batch size; every tapped tensor of a batch is held at once)"))
     .addOption(new Option('--top <K>', 'rows per table, and entries per list in --json (worst first)').argParser(positiveInt).default(20))
     .addOption(threadsOption())
@@ -113,7 +123,7 @@ export function registerCompare(program: Command): void {
     .action(async (float: string, quant: string, flags: CompareFlags) => {
       requireFile(float, 'float model');
       requireFile(quant, 'quantized model');
-      requireFile(flags.data, 'data');
+      requireData(flags.data, 'data');
       const progress = stageProgress(!flags.json);
       let result: CompareResult;
       try {
@@ -124,4 +134,6 @@ export function registerCompare(program: Command): void {
       if (flags.json) printJson(compareJson(result, flags.top));
       else printText(renderCompareReport(result, { top: flags.top, float, quant }));
     });
+  for (const option of imageOptions()) command.addOption(option);
+  command.addHelpText('after', IMAGE_HELP);
 }

@@ -6,9 +6,10 @@ import { formatCount, formatDb, formatPct } from '../../report/format.js';
 import { renderTable } from '../../report/table.js';
 import { batchOption, explainModelErrors, jsonOption, printJson, printText, requireFile, threadsOption } from '../args.js';
 import { stageProgress } from '../lazy.js';
+import { IMAGE_HELP, imageOptions, requireData, toImagePreprocess, type ImageFlags } from '../image-flags.js';
 import type { ProgressEvent } from '../../pipeline/options.js';
 
-interface EvalFlags {
+interface EvalFlags extends ImageFlags {
   data: string;
   labels?: string;
   reference?: string;
@@ -41,7 +42,7 @@ export function renderEval(model: string, r: EvalJson): string {
  * ONNX Runtime and the pipeline load here, not when the CLI starts.
  */
 async function runEval(model: string, flags: EvalFlags, onProgress: (e: ProgressEvent) => void): Promise<EvalJson> {
-  const [{ evaluate }, { Session }, { openDataSource, bindToModelInputs }, { openNpy }] = await Promise.all([
+  const [{ evaluate }, { Session }, { openModelData }, { openNpy }] = await Promise.all([
     import('../../pipeline/evaluate.js'),
     import('../../runtime/session.js'),
     import('../../data/calib-data.js'),
@@ -50,7 +51,7 @@ async function runEval(model: string, flags: EvalFlags, onProgress: (e: Progress
   const threads = flags.threads === undefined ? {} : { threads: flags.threads };
   const session = await Session.create(model, { ...threads, label: model });
   try {
-    const data = bindToModelInputs(openDataSource(flags.data), session.inputs);
+    const data = openModelData(flags.data, session.inputs, toImagePreprocess(flags));
     const r = await evaluate({
       model: session,
       data,
@@ -72,11 +73,11 @@ async function runEval(model: string, flags: EvalFlags, onProgress: (e: Progress
 }
 
 export function registerEval(program: Command): void {
-  program
+  const command = program
     .command('eval')
     .description('measure accuracy against labels and/or fidelity against a reference (float) model')
     .argument('<MODEL>', 'ONNX model file to evaluate')
-    .requiredOption('--data <DATA>', 'inputs (.npy, or .npz keyed by input name), first axis = samples')
+    .requiredOption('--data <DATA>', 'inputs (.npy, or .npz keyed by input name; first axis = samples), or a folder of images (see below)')
     .option('--labels <LABELS.npy>', 'integer class labels, one per sample: reports top-1 accuracy')
     .option('--reference <FLOAT_MODEL>', 'model to compare outputs with: reports agreement, SQNR and cosine')
     .addOption(batchOption('samples per run (default: 1 or the model\'s fixed batch size)'))
@@ -84,7 +85,7 @@ export function registerEval(program: Command): void {
     .addOption(jsonOption())
     .action(async (model: string, flags: EvalFlags) => {
       requireFile(model, 'model');
-      requireFile(flags.data, 'data');
+      requireData(flags.data, 'data');
       if (flags.labels !== undefined) requireFile(flags.labels, 'labels');
       if (flags.reference !== undefined) requireFile(flags.reference, 'reference model');
       const progress = stageProgress(!flags.json);
@@ -98,4 +99,6 @@ export function registerEval(program: Command): void {
       if (flags.json) printJson(result);
       else printText(renderEval(model, result));
     });
+  for (const option of imageOptions()) command.addOption(option);
+  command.addHelpText('after', IMAGE_HELP);
 }
