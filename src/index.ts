@@ -3,7 +3,9 @@
 
 export * from './core.js';
 export { loadModel, saveModel, type LoadedModel, type SaveOptions } from './io/model-file.js';
-export { openDataSource, bindToModelInputs, dataSourceFromArrays, split } from './data/calib-data.js';
+export { openDataSource, bindToModelInputs, dataSourceFromArrays, split, openModelData, openImageFolder } from './data/calib-data.js';
+export type { ImagePreprocess } from './data/calib-data.js';
+export { parseQuantizeConfig, readQuantizeConfig, applyQuantizeConfig, writeQuantizeConfig, type QuantizeConfig } from './pipeline/config.js';
 export { parseNpy, encodeNpy, openNpy, writeNpy } from './data/npy.js';
 export { openNpz, writeNpz } from './data/npz.js';
 export { Session, type SessionOptions } from './runtime/session.js';

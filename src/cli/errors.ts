@@ -15,6 +15,8 @@ export const ExitCode = {
   BAD_INPUT: 3,
   /** The run itself failed: ONNX Runtime error, disk full, non-finite results. */
   RUNTIME: 4,
+  /** `quantize --max-drop X` wrote the best model it found, but its drop is above X. */
+  GATE_NOT_MET: 5,
 } as const;
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
 

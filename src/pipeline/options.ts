@@ -2,7 +2,9 @@
 // validation (unknown keys and bad values are errors, never ignored). Pure; pipeline/ and cli/ import it.
 
 import { CALIBRATION_METHODS, givenCalibrationOptions, resolveCalibration, type CalibrationMethod, type ResolvedCalibration } from '../calib/methods.js';
+import { checkImagePreprocess, type ImagePreprocess } from '../data/image-options.js';
 import { LowbitError } from '../errors.js';
+import type { QuantizeConfig } from './config.js';
 
 /** dynamic: weights quantized offline, activations at run time; static: activations calibrated (QDQ). */
 export const QUANT_MODES = ['dynamic', 'static'] as const;
@@ -41,6 +43,11 @@ export interface QuantizeOptions {
    */
   calib?: string;
   /**
+   * How the images become inputs when `calib` is a folder of PNG/JPEG images (resize, crop, layout,
+   * channels, scale, mean/std); what is left out is inferred from the model input (src/data/image-options.ts).
+   */
+  image?: ImagePreprocess;
+  /**
    * Class labels (.npy of integers, one per sample of `calib`, or one-hot rows): the report adds
    * top-1 accuracy of the float and the quantized model on the verification samples.
    */
@@ -65,6 +72,24 @@ export interface QuantizeOptions {
   excludeNodes?: string[];
   /** Op types left in float (e.g. 'Softmax'). */
   excludeOps?: string[];
+  /** Static mode: symmetric activation ranges (zero point in the middle; stops Relu/Clip folding). Default false. */
+  symmetricActivations?: boolean;
+  /** Static mode: 7-bit weights (ORT's reduce_range) for CPUs without VNNI. Default false. */
+  reduceRange?: boolean;
+  /**
+   * The accuracy gate (src/pipeline/gate.ts): the largest accepted drop on the held-out samples, in
+   * percentage points (accuracy drop with `labels`, else 100 − top-1 agreement %, else the relative RMS
+   * output error in %). Layers are kept float, most sensitive first, until the drop is within it. Needs `calib`.
+   */
+  maxDrop?: number;
+  /**
+   * A config (src/pipeline/config.ts): a lowbit.json path or an inline object. Its values fill the options
+   * left undefined here (explicit options win). Apply it with `applyQuantizeConfig` before
+   * resolveQuantizeOptions (quantize() does).
+   */
+  config?: string | QuantizeConfig;
+  /** Where to write the config of this run (with the gate's exclusions); default with maxDrop: `<output>.lowbit.json` (`.onnx` dropped). */
+  saveConfig?: string;
   /** ONNX Runtime intra-op threads for calibration and verification (default: ORT's choice). */
   threads?: number;
   /** Called as long stages advance; the CLI draws progress bars from it. */
@@ -73,13 +98,16 @@ export interface QuantizeOptions {
 
 /** QuantizeOptions with every default filled in. */
 export interface ResolvedQuantizeOptions
-  extends Required<Omit<QuantizeOptions, 'calib' | 'labels' | 'threads' | 'onProgress' | 'movingAverage' | 'averagingConstant' | 'percentile' | 'numBins'>> {
+  extends Required<Omit<QuantizeOptions, 'calib' | 'labels' | 'threads' | 'onProgress' | 'movingAverage' | 'averagingConstant' | 'percentile' | 'numBins' | 'image' | 'maxDrop' | 'config' | 'saveConfig'>> {
   /** The method with its own options, defaults filled in (minmax in dynamic mode, where it is unused). */
   calibration: ResolvedCalibration;
   calib: string | undefined;
+  image: ImagePreprocess | undefined;
   labels: string | undefined;
   threads: number | undefined;
   onProgress: ((event: ProgressEvent) => void) | undefined;
+  maxDrop: number | undefined;
+  saveConfig: string | undefined;
 }
 
 /** Fidelity of the quantized model against the float one, measured on held-out samples. */
@@ -137,6 +165,27 @@ export interface QuantizeResult {
   warnings: string[];
   /** Absent when the models could not be timed (inputs that cannot be synthesised). */
   latency?: LatencySummary;
+  /** The accuracy gate's outcome, when `maxDrop` was given (src/pipeline/gate.ts). */
+  gate?: GateSummary;
+  /** The config file written (with maxDrop or saveConfig). */
+  configPath?: string;
+}
+
+/** What the accuracy gate did: the goal, whether it was met, the drop reached, the layers it kept float. */
+export interface GateSummary {
+  /** The goal, percentage points. */
+  maxDrop: number;
+  achieved: boolean;
+  /** The drop of the returned model, percentage points (see `metric`). */
+  drop: number;
+  /** The drop before the gate excluded anything. */
+  baseDrop: number;
+  /** accuracy: float − quantized top-1 accuracy; agreement: 100 − top-1 agreement %; sqnr: 100·10^(−SQNR/20), the relative RMS output error %. */
+  metric: 'accuracy' | 'agreement' | 'sqnr';
+  /** Nodes the gate left float (besides `excludeNodes`), most sensitive first. */
+  excluded: string[];
+  /** Quantized variants the gate evaluated on the held-out samples (the first model included). */
+  trials: number;
 }
 
 const KEYS: ReadonlySet<string> = new Set<keyof QuantizeOptions>([
@@ -144,6 +193,7 @@ const KEYS: ReadonlySet<string> = new Set<keyof QuantizeOptions>([
   'output',
   'mode',
   'calib',
+  'image',
   'labels',
   'method',
   'movingAverage',
@@ -157,6 +207,11 @@ const KEYS: ReadonlySet<string> = new Set<keyof QuantizeOptions>([
   'excludeOps',
   'threads',
   'onProgress',
+  'symmetricActivations',
+  'reduceRange',
+  'maxDrop',
+  'config',
+  'saveConfig',
 ]);
 
 function bad(message: string, hint?: string): LowbitError {
@@ -195,6 +250,10 @@ export function resolveQuantizeOptions(o: QuantizeOptions): ResolvedQuantizeOpti
   const calib = o.calib === undefined ? undefined : path('calib', o.calib);
   const mode = oneOf('mode', o.mode, QUANT_MODES, calib === undefined ? 'dynamic' : 'static');
   const labels = o.labels === undefined ? undefined : path('labels', o.labels);
+  if (o.image !== undefined) {
+    if (calib === undefined) throw bad('image options need a folder of images', 'pass --calib DIR (a folder of .png / .jpg images) with the image options');
+    checkImagePreprocess(o.image);
+  }
   if (labels !== undefined && calib === undefined) {
     throw bad('labels need the samples they label', 'pass --calib DATA together with --labels LABELS.npy (one label per sample)');
   }
@@ -215,11 +274,24 @@ export function resolveQuantizeOptions(o: QuantizeOptions): ResolvedQuantizeOpti
     throw bad(`threads must be a positive integer (got ${JSON.stringify(o.threads)})`);
   }
   if (o.onProgress !== undefined && typeof o.onProgress !== 'function') throw bad('onProgress must be a function');
+  if (o.config !== undefined) throw bad('config must be merged before the options are resolved', 'call applyQuantizeConfig(options) from src/pipeline/config.ts first (quantize() does)');
+  for (const k of ['symmetricActivations', 'reduceRange'] as const) {
+    if (o[k] !== undefined && typeof o[k] !== 'boolean') throw bad(`${k} must be true or false`);
+    if (o[k] === true && mode === 'dynamic') throw bad(`${k} applies to static mode only`, 'pass --calib DATA (static mode), or drop it');
+  }
+  if (o.maxDrop !== undefined) {
+    if (typeof o.maxDrop !== 'number' || !(o.maxDrop >= 0 && o.maxDrop <= 100)) {
+      throw bad(`maxDrop must be a number of percentage points in [0, 100] (got ${JSON.stringify(o.maxDrop)})`, 'e.g. --max-drop 0.5 accepts up to half a point of top-1 accuracy lost');
+    }
+    if (calib === undefined) throw bad('maxDrop needs samples to measure the drop on', 'pass --calib DATA (and --labels to gate on accuracy)');
+  }
+  const saveConfig = o.saveConfig === undefined ? undefined : path('saveConfig', o.saveConfig);
   return {
     input: path('input', o.input),
     output: path('output', o.output),
     mode,
     calib,
+    image: o.image,
     labels,
     method,
     calibration,
@@ -230,5 +302,9 @@ export function resolveQuantizeOptions(o: QuantizeOptions): ResolvedQuantizeOpti
     excludeOps: stringList('excludeOps', o.excludeOps),
     threads: o.threads,
     onProgress: o.onProgress,
+    symmetricActivations: o.symmetricActivations ?? false,
+    reduceRange: o.reduceRange ?? false,
+    maxDrop: o.maxDrop,
+    saveConfig,
   };
 }

@@ -4,7 +4,7 @@
 import { statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { LowbitError } from '../errors.js';
-import { bindToModelInputs, openDataSource, split, type BoundDataSource } from '../data/calib-data.js';
+import { openModelData, split, type BoundDataSource } from '../data/calib-data.js';
 import { openNpy } from '../data/npy.js';
 import { loadModel, saveModel } from '../io/model-file.js';
 import type { NdArray } from '../ndarray.js';
@@ -12,7 +12,9 @@ import { sliceAxis0 } from '../runtime/arrays.js';
 import { Model, valueInfoTensor } from '../onnx/ir.js';
 import { quantizeDynamic } from '../passes/quantize-dynamic.js';
 import { compareLatency, type LatencyComparison } from './bench.js';
+import { applyQuantizeConfig, configOf, defaultConfigPath, writeQuantizeConfig } from './config.js';
 import { evaluate, type EvaluateResult } from './evaluate.js';
+import { runGate, type GateResult } from './gate.js';
 import { resolveQuantizeOptions, type Fidelity, type LatencySummary, type NodeDecision, type QuantizeOptions, type QuantizeResult, type ResolvedQuantizeOptions } from './options.js';
 import { quantizeStaticModel } from './quantize-static.js';
 import { syntheticSource } from './synthetic.js';
@@ -75,6 +77,11 @@ interface Verification {
   dataNote: string;
 }
 
+/** Samples per verification run: up to 16, bounded by the data and a fixed model batch. */
+function verifyBatch(source: BoundDataSource): number {
+  return Math.max(1, Math.min(source.count, Number.isFinite(source.maxBatch) ? source.maxBatch : 16, 16));
+}
+
 async function verify(
   o: ResolvedQuantizeOptions,
   floatPath: string,
@@ -85,13 +92,13 @@ async function verify(
   model: Model,
 ): Promise<Verification> {
   const source = data ?? syntheticSource(modelInputs(model), 16, 1);
-  const batch = Math.min(source.count, Number.isFinite(source.maxBatch) ? source.maxBatch : 16, 16);
+  const batch = verifyBatch(source);
   const r: EvaluateResult = await evaluate({
     model: quantPath,
     reference: floatPath,
     data: source,
     ...(labels ? { labels } : {}),
-    batch: Math.max(1, batch),
+    batch,
     ...(o.threads !== undefined ? { threads: o.threads } : {}),
     ...(o.onProgress ? { onProgress: o.onProgress } : {}),
   });
@@ -146,20 +153,26 @@ export function nothingQuantizedWarnings(mode: string, nodes: NodeDecision[], mo
   const hasBodies = model.graph.nodes.some((n) => model.graph.subgraphs(n).length > 0);
   const reasons = [...new Set(nodes.map((n) => n.detail))].slice(0, 3);
   let why = reasons.length ? `nodes were left float: ${reasons.join('; ')}` : `no node of the main graph is one that ${mode} quantization handles`;
-  if (mode === 'static' && hasBodies) why += '; static quantization does not enter If/Loop/Scan bodies yet (try --mode dynamic)';
+  if (mode === 'static' && hasBodies) why += '; a node inside an If/Loop/Scan body is quantized only when the calibration data runs that body (check that the samples take the branch)';
   return [`nothing was quantized: the output is the float model (${why})`];
 }
 
 /**
- * Quantizes a float ONNX model and measures what it cost.
+ * Quantizes a float ONNX model and measures what it cost. With `maxDrop`, the accuracy gate (gate.ts) keeps
+ * the most sensitive layers float until the drop is within it, and the run's config (with those exclusions)
+ * is written to `saveConfig` or `<output>.lowbit.json` (config.ts).
  * @throws LowbitError for bad options, unreadable models or data, data that does not match the
  *   model, `output` equal to `input`; the input file is never modified and the output is written
  *   atomically (a failed run leaves no partial file).
  */
 export async function quantize(options: QuantizeOptions): Promise<QuantizeResult> {
-  const o = resolveQuantizeOptions(options);
+  const o = resolveQuantizeOptions(applyQuantizeConfig(options));
   if (resolve(o.input) === resolve(o.output)) {
     throw new LowbitError('SAME_INPUT_OUTPUT', `the output '${o.output}' is the input model`, 'write the quantized model to another file, e.g. model.int8.onnx');
+  }
+  const configOut = o.saveConfig ?? (o.maxDrop !== undefined ? defaultConfigPath(o.output) : undefined);
+  if (configOut !== undefined && [o.input, o.output].some((p) => resolve(p) === resolve(configOut))) {
+    throw new LowbitError('SAME_INPUT_OUTPUT', `the config path '${configOut}' is a model file of this run`, 'write the config to another file, e.g. model.lowbit.json');
   }
   const loaded = await loadModel(o.input);
   const model = new Model(loaded.model);
@@ -170,7 +183,7 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
   let labels: NdArray | undefined;
   let dataNote = '';
   if (o.calib !== undefined) {
-    data = bindToModelInputs(openDataSource(o.calib), modelInputs(model));
+    data = openModelData(o.calib, modelInputs(model), o.image);
     if (o.labels !== undefined) labels = readLabels(o.labels, data.count);
     if (o.mode === 'static') {
       const hold = holdoutCount(data.count);
@@ -191,29 +204,59 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
 
   let quantized: Model;
   let nodes: NodeDecision[];
+  let rebuild: (excludeNodes: string[]) => Promise<{ model: Model; nodes: NodeDecision[] }>;
+  let prepare: ((sets: string[][]) => Promise<unknown>) | undefined;
   if (o.mode === 'dynamic') {
-    const r = quantizeDynamic(model, {
-      weightType: o.weightType as 'int8' | 'uint8', // resolveQuantizeOptions refuses int4 in dynamic mode
-      perChannel: o.perChannel,
-      excludeNodes: o.excludeNodes,
-      excludeOps: o.excludeOps,
-    });
-    quantized = r.model;
-    nodes = [
-      ...r.report.quantized.map((q) => ({ node: q.node, opType: q.opType, quantized: true, detail: q.form })),
-      ...r.report.skipped.map((s) => ({ node: s.node, opType: s.opType, quantized: false, detail: s.reason })),
-    ];
+    const dynamic = (excludeNodes: string[]): { model: Model; nodes: NodeDecision[] } => {
+      const r = quantizeDynamic(model, {
+        weightType: o.weightType as 'int8' | 'uint8', // resolveQuantizeOptions refuses int4 in dynamic mode
+        perChannel: o.perChannel,
+        excludeNodes,
+        excludeOps: o.excludeOps,
+      });
+      return {
+        model: r.model,
+        nodes: [
+          ...r.report.quantized.map((q) => ({ node: q.node, opType: q.opType, quantized: true, detail: q.form })),
+          ...r.report.skipped.map((s) => ({ node: s.node, opType: s.opType, quantized: false, detail: s.reason })),
+        ],
+      };
+    };
+    ({ model: quantized, nodes } = dynamic(o.excludeNodes));
+    rebuild = async (ex) => dynamic(ex);
   } else {
     const r = await quantizeStaticModel(model, calibData!, o);
     quantized = r.model;
     nodes = r.nodes;
+    rebuild = (ex) => r.requantizer.rewrite(ex);
+    prepare = (sets) => r.requantizer.prepare(sets);
+  }
+
+  // The accuracy gate: trials from the same calibration, measured on the held-out samples.
+  let gate: GateResult | undefined;
+  if (o.maxDrop !== undefined && data) {
+    gate = await runGate({
+      maxDrop: o.maxDrop,
+      float: o.input,
+      data,
+      ...(labels ? { labels } : {}),
+      batch: verifyBatch(data),
+      base: { model: quantized, nodes },
+      fixed: o.excludeNodes,
+      rebuild,
+      ...(prepare ? { prepare } : {}),
+      ...(o.threads !== undefined ? { threads: o.threads } : {}),
+      ...(o.onProgress ? { onProgress: o.onProgress } : {}),
+    });
+    quantized = gate.model;
+    nodes = gate.nodes;
   }
 
   const saved = await saveModel(quantized.toProto(), o.output, { inputPath: o.input });
   const before = fileBytes(o.input) + loaded.externalSources.reduce((s, e) => s + e.length, 0);
   const after = saved.bytes + (saved.dataBytes ?? 0);
   const v = await verify(o, o.input, o.output, data, labels, dataNote, model);
-  const warnings = [...collapseWarnings(v.fidelity), ...nothingQuantizedWarnings(o.mode, nodes, model)];
+  const warnings = [...(gate?.warnings ?? []), ...collapseWarnings(v.fidelity), ...nothingQuantizedWarnings(o.mode, nodes, model)];
   const result: QuantizeResult = {
     mode: o.mode,
     output: o.output,
@@ -233,6 +276,14 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
     };
     // Only when something was quantized: an unchanged float model would just be timing noise.
     if (nodes.some((n) => n.quantized)) result.warnings.push(...speedWarnings(result.latency));
+  }
+  if (gate) {
+    result.gate = { maxDrop: gate.maxDrop, achieved: gate.achieved, drop: gate.drop, baseDrop: gate.baseDrop, metric: gate.metric, excluded: gate.excluded, trials: gate.trials };
+  }
+  if (gate || o.saveConfig !== undefined) {
+    const configPath = o.saveConfig ?? defaultConfigPath(o.output);
+    writeQuantizeConfig(configPath, configOf(o, [...o.excludeNodes, ...(gate?.excluded ?? [])]), [o.input, o.output]);
+    result.configPath = configPath;
   }
   return result;
 }

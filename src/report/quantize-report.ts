@@ -14,6 +14,25 @@ export interface QuantizeReportInput {
   verification: string;
   nodes: { node: string; opType: string; quantized: boolean; detail: string }[];
   warnings: string[];
+  gate?: { maxDrop: number; achieved: boolean; drop: number; baseDrop: number; metric: string; excluded: string[]; trials: number };
+  configPath?: string;
+}
+
+const GATE_METRIC: Record<string, string> = {
+  accuracy: 'top-1 accuracy drop vs float (labels)',
+  agreement: '100 − top-1 agreement with float',
+  sqnr: 'relative RMS output error, 100·10^(−SQNR/20)',
+};
+
+/** The accuracy gate's lines: goal, what it reached, the layers it kept float, and where the config went. */
+function gateLines(g: NonNullable<QuantizeReportInput['gate']>, configPath: string | undefined): string {
+  const lines = [
+    `accuracy gate (--max-drop ${g.maxDrop}): ${g.achieved ? 'met' : 'NOT met'}: ${g.drop.toFixed(2)} points (${GATE_METRIC[g.metric] ?? g.metric}); ` +
+      `first model ${g.baseDrop.toFixed(2)} points; ${g.trials} trial${g.trials === 1 ? '' : 's'} on the held-out samples`,
+    g.excluded.length ? `kept float by the gate (most sensitive first): ${g.excluded.join(', ')}` : 'kept float by the gate: none',
+  ];
+  if (configPath !== undefined) lines.push(`config with these exclusions: ${configPath} (rerun with --config ${configPath})`);
+  return lines.join('\n');
 }
 
 /** Counts of quantized / float nodes per op type, and the distinct reasons nodes stayed float. */
@@ -65,6 +84,8 @@ export function renderQuantizeReport(r: QuantizeReportInput): string {
   const s = nodeSummary(r.nodes);
   if (s.rows.length) parts.push(renderTable(['op', 'quantized', 'float'], s.rows, { title: 'nodes' }));
   if (s.reasons.length) parts.push(s.reasons.join('\n'));
+  if (r.gate) parts.push(gateLines(r.gate, r.configPath));
+  else if (r.configPath !== undefined) parts.push(`config written: ${r.configPath}`);
   if (r.warnings.length) {
     parts.push(['!!! WARNING: check the quantized model before using it', ...r.warnings.map((w) => `!!! ${w}`), '!!! try --per-channel, --exclude-ops/--exclude-nodes for sensitive layers, or more representative --calib data'].join('\n'));
   }

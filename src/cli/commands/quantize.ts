@@ -15,11 +15,14 @@ import {
   type QuantizeResult,
   type WeightType,
 } from '../../pipeline/options.js';
+import { applyQuantizeConfig } from '../../pipeline/config.js';
 import { renderQuantizeReport } from '../../report/quantize-report.js';
+import { ExitCode } from '../errors.js';
 import { checkOutput, choiceOption, jsonOption, nameList, positiveInt, printJson, printText, requireFile, threadsOption } from '../args.js';
 import { stageProgress } from '../lazy.js';
+import { IMAGE_HELP, imageOptions, requireData, toImagePreprocess, type ImageFlags } from '../image-flags.js';
 
-interface QuantizeFlags {
+interface QuantizeFlags extends ImageFlags {
   output: string;
   mode?: QuantMode;
   calib?: string;
@@ -37,6 +40,11 @@ interface QuantizeFlags {
   excludeOps?: string[];
   threads?: number;
   json?: boolean;
+  symmetricActivations?: boolean;
+  reduceRange?: boolean;
+  maxDrop?: number;
+  config?: string;
+  saveConfig?: string;
 }
 
 /** Command-line flags -> library options; only what the user set (the library owns the defaults). */
@@ -44,6 +52,8 @@ export function toQuantizeOptions(input: string, f: QuantizeFlags): QuantizeOpti
   const o: QuantizeOptions = { input, output: f.output };
   if (f.mode !== undefined) o.mode = f.mode;
   if (f.calib !== undefined) o.calib = f.calib;
+  const image = toImagePreprocess(f);
+  if (image !== undefined) o.image = image;
   if (f.labels !== undefined) o.labels = f.labels;
   if (f.method !== undefined) o.method = f.method;
   if (f.movingAverage) o.movingAverage = true;
@@ -57,6 +67,11 @@ export function toQuantizeOptions(input: string, f: QuantizeFlags): QuantizeOpti
   if (f.excludeNodes !== undefined) o.excludeNodes = f.excludeNodes;
   if (f.excludeOps !== undefined) o.excludeOps = f.excludeOps;
   if (f.threads !== undefined) o.threads = f.threads;
+  if (f.symmetricActivations) o.symmetricActivations = true;
+  if (f.reduceRange) o.reduceRange = true;
+  if (f.maxDrop !== undefined) o.maxDrop = f.maxDrop;
+  if (f.config !== undefined) o.config = f.config;
+  if (f.saveConfig !== undefined) o.saveConfig = f.saveConfig;
   return o;
 }
 
@@ -67,19 +82,19 @@ function finiteNumber(value: string): number {
   return v;
 }
 
-/** The --json object: exactly output, sizeBytes and fidelity. */
-export function quantizeJson(r: QuantizeResult): { output: string; sizeBytes: QuantizeResult['sizeBytes']; fidelity: QuantizeResult['fidelity'] } {
-  return { output: r.output, sizeBytes: r.sizeBytes, fidelity: r.fidelity };
+/** The --json object: output, sizeBytes and fidelity; with --max-drop also gate, and configPath when a config was written. */
+export function quantizeJson(r: QuantizeResult): Pick<QuantizeResult, 'output' | 'sizeBytes' | 'fidelity' | 'gate' | 'configPath'> {
+  return { output: r.output, sizeBytes: r.sizeBytes, fidelity: r.fidelity, ...(r.gate ? { gate: r.gate } : {}), ...(r.configPath !== undefined ? { configPath: r.configPath } : {}) };
 }
 
 export function registerQuantize(program: Command): void {
-  program
+  const command = program
     .command('quantize')
     .description('quantize a float ONNX model to int8 and measure its fidelity against the original')
     .argument('<MODEL>', 'float ONNX model file')
     .requiredOption('-o, --output <OUT>', 'where to write the quantized model (never the input)')
     .addOption(choiceOption('--mode <mode>', "'dynamic' (weights only, activations at run time) or 'static' (calibrated activations, QDQ); default: static with --calib, else dynamic", QUANT_MODES))
-    .option('--calib <DATA>', 'samples for the model inputs (.npy, or .npz keyed by input name): calibration for static mode, verification for both')
+    .option('--calib <DATA>', 'samples for the model inputs (.npy, .npz keyed by input name, or a folder of images: see below): calibration for static mode, verification for both')
     .option('--labels <LABELS.npy>', 'class labels of the --calib samples: adds float vs int8 top-1 accuracy to the report')
     .addOption(choiceOption('--method <method>', 'static mode: how activation ranges are chosen: minmax (extremes), percentile, entropy (KL) or mse (default: minmax)', CALIB_METHODS))
     .addOption(new Option('--moving-average', 'minmax: mean of per-sample min/max instead of the extremes (ORT moving_average)'))
@@ -92,16 +107,22 @@ export function registerQuantize(program: Command): void {
     .addOption(choiceOption('--activation-type <type>', 'activation element type (default: uint8)', ACTIVATION_TYPES))
     .option('--exclude-nodes <A,B>', 'node names to leave in float (comma-separated, repeatable)', nameList)
     .option('--exclude-ops <Op,...>', 'op types to leave in float, e.g. Softmax (comma-separated, repeatable)', nameList)
+    .addOption(new Option('--symmetric-activations', 'static mode: symmetric activation ranges (zero point in the middle)'))
+    .addOption(new Option('--reduce-range', "static mode: 7-bit weights (ORT's reduce_range), for CPUs without VNNI"))
+    .addOption(new Option('--max-drop <X>', 'accuracy gate: largest accepted drop in percentage points on the held-out samples (accuracy with --labels, else 100 - top-1 agreement %, else relative RMS output error %); the most sensitive layers are kept float until it holds').argParser(finiteNumber))
+    .option('--config <lowbit.json>', 'quantize options from a JSON file (flags given here override its values)')
+    .option('--save-config <PATH>', 'write this run\'s options (with the layers the gate kept float) as a config file (default with --max-drop: OUT with .onnx replaced by .lowbit.json)')
     .addOption(threadsOption())
     .addOption(jsonOption())
     .action(async (model: string, flags: QuantizeFlags) => {
       requireFile(model, 'model');
       checkOutput(flags.output, model);
-      if (flags.calib !== undefined) requireFile(flags.calib, 'calibration data');
+      if (flags.calib !== undefined) requireData(flags.calib, 'calibration data');
       if (flags.labels !== undefined) requireFile(flags.labels, 'labels');
+      if (flags.config !== undefined) requireFile(flags.config, 'config');
       const options = toQuantizeOptions(model, flags);
-      // Fail fast on option combinations (e.g. --mode static without --calib) before loading ORT.
-      resolveQuantizeOptions(options);
+      // Fail fast on option combinations (e.g. --mode static without --calib) and bad configs before loading ORT.
+      resolveQuantizeOptions(applyQuantizeConfig(options));
       const progress = stageProgress(!flags.json);
       options.onProgress = progress.onProgress;
       // ONNX Runtime loads with the pipeline, only now.
@@ -119,5 +140,9 @@ export function registerQuantize(program: Command): void {
       } else {
         printText(renderQuantizeReport(result));
       }
+      // The model is written either way; scripts and CI see that the accuracy goal was missed.
+      if (result.gate && !result.gate.achieved) process.exitCode = ExitCode.GATE_NOT_MET;
     });
+  for (const option of imageOptions()) command.addOption(option);
+  command.addHelpText('after', IMAGE_HELP);
 }
