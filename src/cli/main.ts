@@ -62,7 +62,8 @@ export function buildProgram(): Command {
 async function main(argv: string[]): Promise<number> {
   try {
     await buildProgram().parseAsync(argv);
-    return 0;
+    // A command that succeeded with a verdict (e.g. quantize --max-drop not met) sets process.exitCode.
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (e) {
     const failure = describeError(e, { debug: process.env.LOWBIT_DEBUG === '1' });
     for (const line of failure.lines) process.stderr.write(`${line}\n`);
