@@ -11,8 +11,9 @@
 // both models unevenly (measured on PP-OCR cls, batch 32: 48 / 50 ms interleaved run by run vs 17 / 22 ms
 // run alone or in blocks). The per-round speedups show the noise of this shared machine.
 //
-// Run: node --import tsx bench/static.ts [--rounds N] [--policy] [--only NAME]
+// Run: node --import tsx bench/static.ts [--rounds N] [--policy] [--pad] [--only NAME]
 //   --policy  adds int8 without the speed policy (rules/qdq/speed.ts) as a third interleaved model.
+//   --pad     adds int8 without depthwise channel padding (passes/pad-channels.ts) as another interleaved model.
 
 import { ocrClsBatch } from '../src/data/realistic-ocr.js';
 import { realModelPath } from '../src/data/realistic-models.js';
@@ -36,6 +37,7 @@ const argValue = (name: string): string | undefined => {
 };
 const ROUNDS = Number(argValue('rounds') ?? 7);
 const WITH_POLICY_OFF = process.argv.includes('--policy');
+const WITH_PAD_OFF = process.argv.includes('--pad');
 const ONLY = argValue('only');
 
 interface Case {
@@ -45,8 +47,8 @@ interface Case {
   sample: number[];
 }
 
-async function quantized(c: Case, speedPolicy: boolean): Promise<{ bytes: Uint8Array; keptFloat: number }> {
-  const opts = { ...OPTS, speedPolicy };
+async function quantized(c: Case, speedPolicy: boolean, padChannels = true): Promise<{ bytes: Uint8Array; keptFloat: number }> {
+  const opts = { ...OPTS, speedPolicy, padChannels };
   const plan = planQdq(c.float, opts);
   const ranges = await calibrate(plan.model, arraySource('x', c.calib), { tensors: plan.tensors, batch: 8 });
   const r = quantizeStatic(plan.model, ranges, opts);
@@ -97,27 +99,37 @@ const FLOAT_COMPUTE = ['Conv', 'MatMul', 'Gemm', 'com.microsoft:FusedConv', 'com
 const fmtRange = (v: number[]): string => `${Math.min(...v).toFixed(2)}-${Math.max(...v).toFixed(2)}`;
 const rows: (string | number)[][] = [];
 const policyRows: (string | number)[][] = [];
+const padRows: (string | number)[][] = [];
 for (const c of cases) {
   const f = encodeModel(c.float.toProto());
   const q = await quantized(c, true);
   const models = [f, q.bytes];
   const off = WITH_POLICY_OFF ? await quantized(c, false) : undefined;
   if (off) models.push(off.bytes);
+  const unpadded = WITH_PAD_OFF ? await quantized(c, true, false) : undefined;
+  if (unpadded) models.push(unpadded.bytes);
   const ops = opTypeCounts(await optimizedModel(q.bytes, { threads: THREADS, level: 'all' }));
   const floatCompute = FLOAT_COMPUTE.reduce((n, op) => n + (ops.get(op) ?? 0), 0);
   const row: (string | number)[] = [c.name];
   const prow: (string | number)[] = [c.name];
+  const padRow: (string | number)[] = [c.name];
   for (const batch of BATCHES) {
     const x = normalArray([batch, ...c.sample], 5);
     const t = await timeBlocks(models, x, batch === 1 ? 40 : 4);
     const speedups = t.rounds[0]!.map((fm, r) => fm / t.rounds[1]![r]!);
     row.push(t.median[0]!.toFixed(3), t.median[1]!.toFixed(3), `${(t.median[0]! / t.median[1]!).toFixed(2)}x`, fmtRange(speedups));
     if (off) prow.push(`${(t.median[0]! / t.median[2]!).toFixed(2)}x`, `${(t.median[0]! / t.median[1]!).toFixed(2)}x`);
+    if (unpadded) {
+      const u = t.median.length - 1;
+      const padGain = t.rounds[u]!.map((um, r) => um / t.rounds[1]![r]!);
+      padRow.push(t.median[u]!.toFixed(3), `${(t.median[0]! / t.median[u]!).toFixed(2)}x`, `${(t.median[0]! / t.median[1]!).toFixed(2)}x`, fmtRange(padGain));
+    }
     process.stderr.write(`${c.name} batch ${batch} done\n`);
   }
   row.push(floatCompute, q.keptFloat);
   rows.push(row);
   if (off) policyRows.push([...prow, q.keptFloat]);
+  if (unpadded) padRows.push([...padRow, q.keptFloat, unpadded.keptFloat]);
 }
 console.log(
   renderTable(
@@ -131,5 +143,14 @@ if (policyRows.length) {
     renderTable(['model', 'b1 without policy', 'b1 with policy', 'b32 without policy', 'b32 with policy', 'nodes kept float'], policyRows, {
       title: 'speedup over fp32 with and without the speed policy (rules/qdq/speed.ts), same interleaved runs',
     }),
+  );
+}
+if (padRows.length) {
+  console.log(
+    renderTable(
+      ['model', 'b1 int8 unpadded ms', 'b1 unpadded', 'b1 padded', 'b1 unpadded/padded per round', 'b32 int8 unpadded ms', 'b32 unpadded', 'b32 padded', 'b32 unpadded/padded per round', 'kept float padded', 'kept float unpadded'],
+      padRows,
+      { title: 'speedup over fp32 with and without depthwise channel padding (passes/pad-channels.ts), same interleaved runs' },
+    ),
   );
 }

@@ -109,8 +109,11 @@ describe('speed table: depthwise Conv', () => {
     assert.equal(dw(96, 5), true);
     assert.equal(dw(48, 3), false);
     assert.equal(dw(48, 5), false);
-    assert.equal(dw(88, 3), false, 'not a multiple of 16');
-    assert.equal(dw(200, 5), false, 'not a multiple of 16');
+    assert.equal(dw(88, 3), true, 'padded to 96 channels (passes/pad-channels.ts)');
+    assert.equal(dw(200, 5), true, 'padded to 208 channels');
+    const unpadded = (c: number, k: number) => new Map(quantizeWithFakeRanges(depthwiseNet(c, k), { ...OPTS, padChannels: false }).report.nodes.map((n) => [n.name, n])).get('dw')!.quantized;
+    assert.equal(unpadded(88, 3), false, 'not a multiple of 16');
+    assert.equal(unpadded(200, 5), false, 'not a multiple of 16');
     assert.equal(dw(16, 3, 8), true, 'a grouped Conv that is not depthwise');
   });
 });

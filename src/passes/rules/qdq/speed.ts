@@ -135,6 +135,16 @@ const DEPTHWISE_CHANNEL_ALIGN = 16;
  * builder CNN stays int8; kept float (with the 64x64 pointwise Conv reading it) the model fell from 1.28x to
  * 0.72x at batch 1.
  */
+/*
+ * Channel padding (passes/pad-channels.ts, run before planning when the policy is on) grows 88/104/200-channel
+ * groups to 96/112/208 with zero channels, which this rule then quantizes. Per kernel the padded int8
+ * depthwise conv is still slower than the float one on PP-OCR cls's thin maps (5x5, batch 32, 1 thread:
+ * 88 ch 1.64 ms int8 unpadded -> 1.08 ms padded to 96, float 0.43 ms; 104 -> 112: 1.17 -> 0.61 ms, float
+ * 0.23; 200 -> 208: 2.08 -> 1.13 ms, float 0.59), but the whole block then stays int8 in NHWC: no
+ * DequantizeLinear / QuantizeLinear / NCHWc reorders, and the HardSwish and SE Muls run in QLinearMul. PP-OCR
+ * cls at batch 32, 1 thread, kernel sum per run: 33.5 ms unpadded -> 27.0 ms padded (float 30-38 ms).
+ * Narrower groups are not padded: 8-48 channel int8 depthwise convs stay 2-5x slower even at 16-64 channels.
+ */
 function depthwise(n: NodeProto, ctx: RuleContext): SpeedDecision | undefined {
   const w = n.input[1] ? ctx.graph.initializers.get(n.input[1]) : undefined;
   const group = attrInt(n, 'group', 1);
