@@ -23,6 +23,7 @@ export { EntropyObserver, entropyRange } from './calib/entropy.js';
 export { MseObserver, mseRange } from './calib/mse.js';
 export { quantizeDynamic, type QuantizeDynamicOptions, type QuantizeDynamicReport } from './passes/quantize-dynamic.js';
 export { planQdq, quantizeStatic, type StaticQuantOptions, type StaticQuantReport, type TensorRanges } from './passes/quantize-qdq.js';
+export { qdqToQOperator, QOPERATOR_OPS, type QOperatorReport } from './passes/qdq-to-qoperator.js';
 export { exportQat, insertFakeQuant, planFakeQuant, type FakeQuantOptions, type FakeQuantResult, type QatExportOptions, type QatExportReport } from './passes/qat.js';
 export { mseClipQParams, type WeightClip } from './passes/quant-weight.js';
 export { preprocessForQuantization } from './passes/preprocess.js';
@@ -31,3 +32,4 @@ export { ActivationErrorStats, mapQdq, readDqParams, weightError, type Activatio
 export * from './grad/index.js';
 export * from './train/index.js';
 export { buildDigitCnn, DIGIT_CNN_NAME, DIGIT_CNN_SUMMARY, type DigitCnnOptions } from './models/digits.js';
+export { padDepthwiseChannels } from './passes/pad-channels.js';

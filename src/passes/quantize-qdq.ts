@@ -9,17 +9,26 @@ import { makeNode, type Graph, type Model } from '../onnx/ir.js';
 import { makeAttribute } from '../onnx/attributes.js';
 import { DataType, type NodeProto } from '../onnx/proto.js';
 import { dimsOf, makeTensor } from '../onnx/tensor.js';
-import { allocQuantArray, quantRange, quantType } from '../quant/dtypes.js';
+import { allocQuantArray, quantRange, quantType, type QuantTypeInfo } from '../quant/dtypes.js';
 import { computeQParams } from '../quant/qparams.js';
 import { planGraph, type NodePlan, type PlanOptions, type QdqPlan } from './qdq-plan.js';
+import { padDepthwiseChannels } from './pad-channels.js';
 import { preprocessForQuantization } from './preprocess.js';
 import { bodyConstantsToInitializers, cloneModelDeep, hasBodies, hoistOuterConstants, planBodies, releaseHoisted, touchUp, type BodyPlan } from './qdq-subgraph.js';
 import { addQuantizedWeight, quantizeBias, quantizeWeight, readFloatConstant, removeIfUnused, type QuantizedWeight, type WeightClip } from './quant-weight.js';
 
+/** Activation types of static quantization: 8 bits (fused integer kernels) or 16 bits (A16W8, accuracy only). */
+export type ActivationQuantType = 'uint8' | 'int8' | 'uint16' | 'int16';
+
 /** Options of {@link quantizeStatic} (and, for the planning part, {@link planQdq}). */
 export interface StaticQuantOptions {
-  /** 8-bit type of activations. uint8 (with int8 weights) is the fast path on x86. */
-  activationType: 'uint8' | 'int8';
+  /**
+   * Type of activations. uint8 (with int8 weights) is the fast path on x86. uint16 / int16 (A16W8): 256x finer
+   * activation grids for accuracy, not speed: ORT has no 16-bit integer Conv/MatMul/Add kernels, so every unit
+   * runs as DequantizeLinear -> float op -> QuantizeLinear. The pairs use the standard domain at opset 21 and up,
+   * else com.microsoft's QuantizeLinear/DequantizeLinear (16-bit at any opset in ORT); the opset is not raised.
+   */
+  activationType: ActivationQuantType;
   /**
    * int8 (symmetric) and uint8 (asymmetric) weights fuse into integer kernels. int4 (symmetric, packed INT4
    * initializers) needs opset 21, to which the model is raised when every op can be carried over (else
@@ -33,6 +42,14 @@ export interface StaticQuantOptions {
   perChannel: boolean;
   excludeNodes?: string[];
   excludeOps?: string[];
+  /**
+   * Mixed precision: node name -> activation type of the tensors that node reads as activations and writes
+   * (its folded Relu/Clip's output included), e.g. `{ conv3: 'int16' }` keeps one sensitive layer at 16 bits in an
+   * A8W8 model. A tensor shared with other tensors (MaxPool, Reshape, Concat...) takes the type for its whole group;
+   * 8-bit readers of a 16-bit tensor lose their integer kernel too (they run in float between Q/DQ). Ranges come
+   * from the same calibration (the histogram methods fit the base type's grid).
+   */
+  activationTypeOverrides?: Readonly<Record<string, ActivationQuantType>>;
   /** Symmetric activation ranges (zero point in the middle). Stops Relu/Clip folding. */
   symmetricActivations?: boolean;
   /** 7-bit weights (ORT's reduce_range), for CPUs without VNNI where u8*s8 pair sums can saturate. Weights only. */
@@ -43,6 +60,12 @@ export interface StaticQuantOptions {
    * allows is quantized; the quantize() pipeline turns it on. Not applied to int4 weights (no integer compute).
    */
   speedPolicy?: boolean;
+  /**
+   * With the speed policy: grow depthwise Convs whose channel count is not a multiple of 16 to the next
+   * multiple when that is at least 64 (zero channels, exact in float: passes/pad-channels.ts), so they run in
+   * ORT's int8 depthwise kernel instead of staying float. Default true; false leaves the channels as they are.
+   */
+  padChannels?: boolean;
 }
 
 /** Per node with a rule: what happened to it. */
@@ -61,7 +84,7 @@ export interface QdqNodeReport {
 export interface StaticQuantReport {
   opset: { from: number; to: number; upgraded: boolean; blockers: string[] };
   preprocess: string[];
-  activationType: 'uint8' | 'int8';
+  activationType: ActivationQuantType;
   weightType: 'int8' | 'uint8' | 'int4';
   /** Per-channel weights actually used. */
   perChannel: boolean;
@@ -74,7 +97,9 @@ export interface StaticQuantReport {
 /** Calibrated range per tensor name. */
 export type TensorRanges = ReadonlyMap<string, { min: number; max: number }>;
 
-const ACT_TYPES = ['uint8', 'int8'] as const;
+const ACT_TYPES = ['uint8', 'int8', 'uint16', 'int16'] as const;
+/** The opset whose standard QuantizeLinear/DequantizeLinear take 16-bit integers; below it, com.microsoft's do. */
+const INT16_QDQ_OPSET = 21;
 const WEIGHT_TYPES = ['int8', 'uint8', 'int4'] as const;
 const WEIGHT_CLIPS = ['minmax', 'mse'] as const;
 /** The opset int4 weights need (DequantizeLinear with INT4 input). */
@@ -82,10 +107,21 @@ const INT4_OPSET = 21;
 
 function checkOptions(opts: Partial<StaticQuantOptions>, full: boolean): void {
   if (full && !ACT_TYPES.includes(opts.activationType as never)) {
-    throw new LowbitError('BAD_OPTION', `activation type '${String(opts.activationType)}' is not supported`, 'use uint8 (fast on x86) or int8');
+    throw new LowbitError('BAD_OPTION', `activation type '${String(opts.activationType)}' is not supported`, 'use uint8 (fast on x86), int8, or uint16 / int16 (accuracy, no speed-up)');
   }
   if ((full || opts.weightType !== undefined) && !WEIGHT_TYPES.includes(opts.weightType as never)) {
     throw new LowbitError('BAD_OPTION', `weight type '${String(opts.weightType)}' is not supported`, 'use int8, uint8 or int4');
+  }
+  const ov = opts.activationTypeOverrides;
+  if (ov !== undefined) {
+    if (typeof ov !== 'object' || ov === null || Array.isArray(ov)) {
+      throw new LowbitError('BAD_OPTION', 'activationTypeOverrides must be an object of node name -> activation type', "e.g. { \"conv3\": \"int16\" }");
+    }
+    for (const [node, t] of Object.entries(ov)) {
+      if (!ACT_TYPES.includes(t as never)) {
+        throw new LowbitError('BAD_OPTION', `activation type override '${String(t)}' of node '${node}' is not supported`, 'use uint8, int8, uint16 or int16');
+      }
+    }
   }
   if (opts.weightClip !== undefined && !WEIGHT_CLIPS.includes(opts.weightClip)) {
     throw new LowbitError('BAD_OPTION', `weight clipping '${String(opts.weightClip)}' is not supported`, 'use minmax or mse');
@@ -105,6 +141,11 @@ interface Prepared {
 function prepare(model: Model, opts: Partial<StaticQuantOptions>, isUnknownFloat: (name: string) => boolean): Prepared {
   const int4 = opts.weightType === 'int4';
   const pre = preprocessForQuantization(model, int4 ? { targetOpset: INT4_OPSET } : {});
+  if (opts.speedPolicy === true && !int4 && opts.padChannels !== false) {
+    const padded = padDepthwiseChannels(pre.model);
+    pre.model = padded.model;
+    for (const g of padded.padded) pre.changes.push(`padded ${g.depthwise.join(', ')} from ${g.from} to ${g.to} channels (zero channels, exact) for ORT's int8 depthwise kernel`);
+  }
   // Preprocessing copies the main graph's nodes only: bodies get private nodes before anything edits them.
   if (hasBodies(pre.model.graph)) {
     pre.model = cloneModelDeep(pre.model);
@@ -136,7 +177,7 @@ function prepare(model: Model, opts: Partial<StaticQuantOptions>, isUnknownFloat
     symmetricActivations: opts.symmetricActivations === true,
     isFloat: (name) => (types.has(name) ? isFloatType(types.get(name)) : isUnknownFloat(name)),
     initializersInInputsAreConstant: irVersion < 4,
-    speedPolicy: opts.speedPolicy === true && !int4,
+    speedPolicy: opts.speedPolicy === true && !int4 && !is16Bit(opts.activationType),
   };
   const plan = planGraph(graph, planOptions);
   const bodies = planBodies(graph, planOptions);
@@ -155,6 +196,11 @@ export function planQdq(model: Model, opts: Partial<StaticQuantOptions> = {}): {
   const tensors = new Set(p.plan.calibrationTensors);
   for (const b of p.bodies) for (const t of b.plan.calibrationTensors) tensors.add(t);
   return { model: p.model, tensors: [...tensors] };
+}
+
+/** Whether activations are 16-bit (no integer kernels: every unit runs DequantizeLinear -> float op -> QuantizeLinear). */
+function is16Bit(t: ActivationQuantType | undefined): boolean {
+  return t === 'uint16' || t === 'int16';
 }
 
 interface QParamNames {
@@ -228,6 +274,28 @@ export function rewriteQdq(
     if (opts.reduceRange === true) notes.push('reduce_range applies to 8-bit weights only: ignored for int4');
   }
   const actType = quantType(opts.activationType);
+  const a16 = is16Bit(opts.activationType);
+  // Domain of the activation pairs (and of constants quantized as activations): ONNX's Q/DQ take 16-bit from opset 21.
+  const domainOf = (t: QuantTypeInfo): string => (t.bits === 16 && opset < INT16_QDQ_OPSET ? 'com.microsoft' : '');
+  const actDomain = domainOf(actType);
+  const overrides = new Map(Object.entries(opts.activationTypeOverrides ?? {}).map(([n, t]) => [n, quantType(t)]));
+  const unknownOverrides = new Set(overrides.keys());
+  for (const p of [...plan.nodes, ...bodies.flatMap((b) => b.plan.nodes)]) if (p.node.name) unknownOverrides.delete(p.node.name);
+  if (unknownOverrides.size) {
+    throw new LowbitError(
+      'BAD_OPTION',
+      `activation type overrides name node(s) static quantization does not plan: ${[...unknownOverrides].slice(0, 5).map((n) => `'${n}'`).join(', ')}`,
+      'use the names of quantizable nodes as `lowbit inspect` or the quantize report lists them',
+    );
+  }
+  /** Nodes whose unit has a 16-bit tensor (no integer kernel), for the report. */
+  const sixteenBit = new Set<NodeProto>();
+  if (a16) {
+    notes.push(
+      `${opts.activationType} activations (A16W${int4 ? 4 : 8}): ORT has no 16-bit integer kernels; every quantized node runs as DequantizeLinear -> float op -> QuantizeLinear ` +
+        `(finer activation grid, better accuracy than 8 bits; no speed-up, slower than float). Q/DQ pairs: ${actDomain ? `com.microsoft domain (opset ${opset} < ${INT16_QDQ_OPSET})` : `standard domain (opset ${opset})`}`,
+    );
+  }
   const symmetric = opts.symmetricActivations === true;
   const perChannel = opts.perChannel && opset >= 13;
   if (opts.perChannel && !perChannel) notes.push(`per-channel weights need opset 13 and the model stays at ${opset} (${pre.opset.blockers.slice(0, 3).join('; ')}): weights are per tensor`);
@@ -247,24 +315,48 @@ export function rewriteQdq(
   const counts = { qdqPairs: 0, weights: 0, biases: 0, constants: 0, rescales: 0 };
   /** Inserts the pairs, weights and biases `plan` asks for into `graph` (the main graph or a body). */
   const rewriteGraph = (graph: Graph, plan: QdqPlan): void => {
+    // Activation type per tensor: the base type, or an override, which applies to the tensor's whole share group.
+    const rootOf = (t: string): string => {
+      let src = plan.tensors.get(t);
+      while (src && (src.kind === 'shared' || src.kind === 'scaled')) {
+        t = src.from;
+        src = plan.tensors.get(t);
+      }
+      return t;
+    };
+    const unitTensors = (p: NodePlan): string[] => {
+      const ts = [...p.activationSlots.map((s) => p.node.input[s]!), ...p.node.output];
+      for (const f of plan.nodes) if (f.foldedInto === p.node) ts.push(...f.node.output);
+      return ts.filter((t) => t && plan.tensors.has(t) && plan.tensors.get(t)!.kind !== 'constant');
+    };
+    const rootType = new Map<string, QuantTypeInfo>();
+    for (const p of plan.nodes) {
+      const o = p.node.name ? overrides.get(p.node.name) : undefined;
+      if (!o || !p.quantized || p.foldedInto) continue;
+      for (const t of unitTensors(p)) if (!rootType.has(rootOf(t))) rootType.set(rootOf(t), o);
+    }
+    const typeOf = (t: string): QuantTypeInfo => rootType.get(rootOf(t)) ?? actType;
+    for (const p of plan.nodes) if (p.quantized && !p.foldedInto && unitTensors(p).some((t) => typeOf(t).bits === 16)) sixteenBit.add(p.node);
+    const nodeType = (p: NodePlan): QuantTypeInfo => (p.node.name ? overrides.get(p.node.name) : undefined) ?? actType;
+
     // Parameters, one set per root tensor; shared tensors reuse the root's initializers (ORT compares values).
     const params = new Map<string, QParamNames>();
     const addParams = (tensor: string, min: number, max: number): QParamNames => {
       let p: { scale: number; zeroPoint: number };
       try {
-        p = computeQParams(min, max, actType, { symmetric });
+        p = computeQParams(min, max, typeOf(tensor), { symmetric });
       } catch (e) {
         if (e instanceof LowbitError) throw new LowbitError(e.code, `tensor '${tensor}': ${e.message}`, e.hint, { cause: e });
         throw e;
       }
       // A folded Relu/Clip needs zero point = qmin for ORT to drop it; an all-zero range allows any zero point.
-      if (plan.foldOutputs.has(tensor) && min === 0 && max === 0) p.zeroPoint = quantRange(actType).qmin;
-      const zp = allocQuantArray(actType, 1);
+      if (plan.foldOutputs.has(tensor) && min === 0 && max === 0) p.zeroPoint = quantRange(typeOf(tensor)).qmin;
+      const zp = allocQuantArray(typeOf(tensor), 1);
       zp[0] = p.zeroPoint;
       const scaleName = graph.freshName(`${tensor}_scale`);
       const zeroPointName = graph.freshName(`${tensor}_zero_point`);
       graph.setInitializer(makeTensor(scaleName, DataType.FLOAT, [], Float32Array.of(p.scale)));
-      graph.setInitializer(makeTensor(zeroPointName, actType.dataType, [], zp));
+      graph.setInitializer(makeTensor(zeroPointName, typeOf(tensor).dataType, [], zp));
       return { ...p, scaleName, zeroPointName };
     };
     const paramsOf = (t: string): QParamNames => {
@@ -300,6 +392,7 @@ export function rewriteQdq(
     for (const [t, src] of plan.tensors) {
       if (src.kind === 'constant' || src.kind === 'scaled') continue;
       const p = params.get(t)!;
+      const domain = domainOf(typeOf(t));
       const q = graph.freshName(`${t}_quantized`);
       quantizedName.set(t, q);
       const producer = graph.producer(t);
@@ -307,13 +400,13 @@ export function rewriteQdq(
       if (producer) {
         const pre = graph.freshName(`${t}_float`);
         producer.output[producer.output.indexOf(t)] = pre;
-        qNode = makeNode('QuantizeLinear', [pre, p.scaleName, p.zeroPointName], [q], { name: graph.freshName(`${t}_QuantizeLinear`) });
-        const dq = makeNode('DequantizeLinear', [q, p.scaleName, p.zeroPointName], [t], { name: graph.freshName(`${t}_DequantizeLinear`) });
+        qNode = makeNode('QuantizeLinear', [pre, p.scaleName, p.zeroPointName], [q], { name: graph.freshName(`${t}_QuantizeLinear`), domain });
+        const dq = makeNode('DequantizeLinear', [q, p.scaleName, p.zeroPointName], [t], { name: graph.freshName(`${t}_DequantizeLinear`), domain });
         graph.insertAfter(producer, [qNode, dq]);
       } else {
         const dqOut = graph.freshName(`${t}_dequantized`);
-        qNode = makeNode('QuantizeLinear', [t, p.scaleName, p.zeroPointName], [q], { name: graph.freshName(`${t}_QuantizeLinear`) });
-        const dq = makeNode('DequantizeLinear', [q, p.scaleName, p.zeroPointName], [dqOut], { name: graph.freshName(`${t}_DequantizeLinear`) });
+        qNode = makeNode('QuantizeLinear', [t, p.scaleName, p.zeroPointName], [q], { name: graph.freshName(`${t}_QuantizeLinear`), domain });
+        const dq = makeNode('DequantizeLinear', [q, p.scaleName, p.zeroPointName], [dqOut], { name: graph.freshName(`${t}_DequantizeLinear`), domain });
         graph.addNodes([qNode, dq], 0);
         graph.replaceAllUses(t, dqOut, { except: qNode });
         // replaceAllUses rewrote the DQ's reader too when t feeds it; the DQ reads q, so nothing to undo.
@@ -331,17 +424,17 @@ export function rewriteQdq(
       // The node's data input as wired now (a graph input was redirected to its DQ output above).
       const x = p.node.input.find((c) => c && !graph.initializers.has(c))!;
       for (const c of p.node.input) if (c && c !== x) floatsToDrop.add(c);
-      graph.replaceNode(p.node, [makeNode('DequantizeLinear', [quantizedName.get(from)!, py.scaleName, py.zeroPointName], [y], { name: graph.freshName(`${y}_DequantizeLinear`) })]);
+      graph.replaceNode(p.node, [makeNode('DequantizeLinear', [quantizedName.get(from)!, py.scaleName, py.zeroPointName], [y], { name: graph.freshName(`${y}_DequantizeLinear`), domain: domainOf(typeOf(y)) })]);
       counts.rescales++;
       // The input's own DequantizeLinear may have lost its last reader (ORT keeps dead DQ nodes).
       const dqX = graph.producer(x);
       if (dqX?.opType === 'DequantizeLinear' && graph.consumers(x).length === 0 && !graph.isGraphOutput(x)) graph.removeNodes([dqX]);
     }
 
-    const dequantize = (base: string, inputs: string[], axis?: number): string => {
+    const dequantize = (base: string, inputs: string[], axis?: number, domain = ''): string => {
       const output = graph.freshName(`${base}_dequantized`);
       const attribute = axis === undefined ? [] : [makeAttribute('axis', axis)];
-      graph.addNodes([makeNode('DequantizeLinear', inputs, [output], { name: graph.freshName(`${base}_DequantizeLinear`), attribute })]);
+      graph.addNodes([makeNode('DequantizeLinear', inputs, [output], { name: graph.freshName(`${base}_DequantizeLinear`), attribute, domain })]);
       return output;
     };
     const quantizedNodes = plan.nodes.filter((p) => p.quantized && !p.foldedInto);
@@ -351,12 +444,13 @@ export function rewriteQdq(
       for (const s of p.activationSlots) {
         const name = p.node.input[s]!;
         if (plan.tensors.get(name)?.kind !== 'constant') continue;
-        let dq = constantDq.get(name);
+        const ct = nodeType(p);
+        let dq = constantDq.get(`${name}\u0000${ct.name}`);
         if (!dq) {
           const c = readFloatConstant(graph, name);
-          const w = addQuantizedWeight(graph, name, c.data, c.dims, { qtype: opts.activationType, perChannel: false, axis: 0, symmetric });
-          dq = { output: dequantize(name, [w.quantized, w.scale, w.zeroPoint]), scale: w.scaleValues[0]! };
-          constantDq.set(name, dq);
+          const w = addQuantizedWeight(graph, name, c.data, c.dims, { qtype: ct.name as ActivationQuantType, perChannel: false, axis: 0, symmetric });
+          dq = { output: dequantize(name, [w.quantized, w.scale, w.zeroPoint], undefined, domainOf(ct)), scale: w.scaleValues[0]! };
+          constantDq.set(`${name}\u0000${ct.name}`, dq);
           counts.constants++;
         }
         p.node.input[s] = dq.output;
@@ -407,6 +501,14 @@ export function rewriteQdq(
   });
   if (bodies.length) touchUp(out.graph);
   rewriteGraph(out.graph, plan);
+  const mixed = sixteenBit.size > 0 && !a16;
+  if (mixed) {
+    notes.push(
+      `mixed precision: ${sixteenBit.size} node(s) have 16-bit activation tensors (activationTypeOverrides) and run as DequantizeLinear -> float op -> QuantizeLinear (no 16-bit integer kernels in ORT); the rest keeps ${opts.activationType}`,
+    );
+  }
+  const usesMs = (g: Graph): boolean => g.nodes.some((n) => n.domain === 'com.microsoft' && (n.opType === 'QuantizeLinear' || n.opType === 'DequantizeLinear'));
+  if ((actDomain || mixed) && out.opset('com.microsoft') === undefined && (usesMs(out.graph) || bodies.some((b) => usesMs(b.graph)))) out.setOpset('com.microsoft', 1);
 
   const report: StaticQuantReport = {
     opset: { from: pre.opset.from, to: opset, upgraded: pre.opset.upgraded, blockers: pre.opset.blockers },
@@ -414,7 +516,7 @@ export function rewriteQdq(
     activationType: opts.activationType,
     weightType: opts.weightType,
     perChannel,
-    nodes: [...plan.nodes, ...bodyNodes].map((p) => (activations ? nodeReport(p, int4) : weightOnlyReport(p))),
+    nodes: [...plan.nodes, ...bodyNodes].map((p) => (activations ? nodeReport(p, int4, sixteenBit.has(p.node)) : weightOnlyReport(p))),
     counts,
     notes,
   };
@@ -514,7 +616,7 @@ function weightOnlyReport(p: NodePlan): QdqNodeReport {
   return r;
 }
 
-function nodeReport(p: NodePlan, int4: boolean): QdqNodeReport {
+function nodeReport(p: NodePlan, int4: boolean, a16: boolean): QdqNodeReport {
   const r: QdqNodeReport = { name: p.node.name ?? '', opType: p.node.opType ?? '', quantized: p.quantized };
   if (p.reason && !p.quantized) r.reason = p.reason;
   if (p.quantized) {
@@ -522,9 +624,11 @@ function nodeReport(p: NodePlan, int4: boolean): QdqNodeReport {
       ? `folded into '${p.foldedInto.name ?? ''}' (${p.foldedInto.opType})`
       : p.rescaled
         ? `removed: '${p.rescaled.input}' rescaled by ${p.rescaled.factor}`
-        : int4 && p.weight
-          ? `float ${p.node.opType} on DequantizeLinear(int4 weight)`
-          : p.rule.fusesTo;
+        : a16
+          ? `float ${p.node.opType} between 16-bit DequantizeLinear/QuantizeLinear`
+          : int4 && p.weight
+            ? `float ${p.node.opType} on DequantizeLinear(int4 weight)`
+            : p.rule.fusesTo;
   }
   if (p.notes.length) r.notes = p.notes;
   return r;

@@ -42,7 +42,7 @@ export interface CalibrateOptions extends CalibrationSettings {
   /** ORT intra-op threads (default 2). */
   threads?: number;
   /** Activation type the ranges are for (default 'uint8'); the histogram methods fit its grid. */
-  activationType?: 'uint8' | 'int8';
+  activationType?: 'uint8' | 'int8' | 'uint16' | 'int16';
   /** Symmetric activation ranges (StaticQuantOptions.symmetricActivations); default false. */
   symmetric?: boolean;
   onProgress?: (p: CalibrationProgress) => void;

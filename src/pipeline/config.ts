@@ -12,20 +12,21 @@
 //   numBins              integer            (percentile, entropy, mse)
 //   perChannel           boolean
 //   weightType           "int8" | "uint8" | "int4"
-//   activationType       "uint8" | "int8"
+//   activationType       "uint8" | "int8" | "uint16" | "int16" (16-bit: static)
 //   excludeNodes         string[]
 //   excludeOps           string[]
 //   symmetricActivations boolean            (static)
 //   reduceRange          boolean            (static, 8-bit weights)
 //   maxDrop              number >= 0        (percentage points; the accuracy gate, src/pipeline/gate.ts)
+//   gateFallback         "float" | "int16"  (static; where the gate keeps sensitive layers)
+//   activationTypeOverrides { [node]: "uint8" | "int8" | "uint16" | "int16" }  (static; mixed precision per node)
 // Paths (input, output, calib, labels) and run settings (threads) are not part of the file: they belong to
-// one run. Per-tensor overrides (own range or type for one tensor) are not supported: the QDQ pass has no
-// such option yet. Value ranges (e.g. percentile) are checked by resolveQuantizeOptions like any option.
+// one run. Per-node activation types are supported (activationTypeOverrides); per-tensor ranges are not. Value ranges (e.g. percentile) are checked by resolveQuantizeOptions like any option.
 
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { LowbitError } from '../errors.js';
-import { ACTIVATION_TYPES, CALIB_METHODS, QUANT_MODES, WEIGHT_TYPES, type QuantizeOptions, type ResolvedQuantizeOptions } from './options.js';
+import { ACTIVATION_TYPES, CALIB_METHODS, DYNAMIC_CONV, GATE_FALLBACKS, MODEL_FORMATS, QUANT_MODES, WEIGHT_TYPES, type QuantizeOptions, type ResolvedQuantizeOptions } from './options.js';
 
 /** The contents of a lowbit.json config file. */
 export interface QuantizeConfig {
@@ -44,9 +45,17 @@ export interface QuantizeConfig {
   reduceRange?: boolean;
   /** Largest accepted accuracy drop, percentage points (see src/pipeline/gate.ts). */
   maxDrop?: number;
+  /** Where the gate puts sensitive layers: float (default) or 16-bit activations. */
+  gateFallback?: QuantizeOptions['gateFallback'];
+  /** Node name -> activation type of its tensors (mixed precision, e.g. one sensitive layer at int16). */
+  activationTypeOverrides?: Record<string, NonNullable<QuantizeOptions['activationType']>>;
+  /** Static output format: QDQ pairs (default) or QLinear* operators. */
+  format?: QuantizeOptions['format'];
+  /** Dynamic mode: Conv stays float (default) or becomes ConvInteger. */
+  dynamicConv?: QuantizeOptions['dynamicConv'];
 }
 
-type FieldType = { kind: 'enum'; values: readonly string[] } | { kind: 'boolean' } | { kind: 'number' } | { kind: 'integer' } | { kind: 'names' };
+type FieldType = { kind: 'enum'; values: readonly string[] } | { kind: 'boolean' } | { kind: 'number' } | { kind: 'integer' } | { kind: 'names' } | { kind: 'typeMap'; values: readonly string[] };
 
 /** The schema: one row per key. Built on first use (options.ts constants are read at call time). */
 function schema(): Record<keyof QuantizeConfig, FieldType> {
@@ -65,6 +74,10 @@ function schema(): Record<keyof QuantizeConfig, FieldType> {
     symmetricActivations: { kind: 'boolean' },
     reduceRange: { kind: 'boolean' },
     maxDrop: { kind: 'number' },
+    gateFallback: { kind: 'enum', values: GATE_FALLBACKS },
+    activationTypeOverrides: { kind: 'typeMap', values: ACTIVATION_TYPES },
+    format: { kind: 'enum', values: MODEL_FORMATS },
+    dynamicConv: { kind: 'enum', values: DYNAMIC_CONV },
   };
 }
 
@@ -85,6 +98,8 @@ function describe(t: FieldType): string {
       return 'an integer';
     case 'names':
       return 'a list of non-empty strings';
+    case 'typeMap':
+      return `an object of node name -> one of ${t.values.map((v) => JSON.stringify(v)).join(', ')}`;
   }
 }
 
@@ -100,6 +115,8 @@ function fits(t: FieldType, v: unknown): boolean {
       return typeof v === 'number' && Number.isSafeInteger(v);
     case 'names':
       return Array.isArray(v) && v.every((s) => typeof s === 'string' && s.length > 0);
+    case 'typeMap':
+      return typeof v === 'object' && v !== null && !Array.isArray(v) && Object.entries(v).every(([k, s]) => k.length > 0 && typeof s === 'string' && t.values.includes(s));
   }
 }
 
@@ -123,7 +140,7 @@ export function parseQuantizeConfig(value: unknown, source = 'config'): Quantize
     if (!fits(t, v)) {
       throw new LowbitError('BAD_OPTION', `${source}: "${key}" must be ${describe(t)} (got ${JSON.stringify(v)})`, `fix "${key}" in ${source}, or remove it to use the default`);
     }
-    out[key] = Array.isArray(v) ? v.slice() : v;
+    out[key] = Array.isArray(v) ? v.slice() : typeof v === 'object' && v !== null ? { ...v } : v;
   }
   return out as QuantizeConfig;
 }
@@ -168,8 +185,11 @@ export function applyQuantizeConfig(o: QuantizeOptions): QuantizeOptions {
   return merged as unknown as QuantizeOptions;
 }
 
-/** The config that reproduces a resolved run (defaults written out), with `excludeNodes` as given. */
-export function configOf(o: ResolvedQuantizeOptions, excludeNodes: readonly string[]): QuantizeConfig {
+/**
+ * The config that reproduces a resolved run (defaults written out), with `excludeNodes` as given and `overrides`
+ * (e.g. the layers the gate kept at 16 bits) added to the run's activationTypeOverrides.
+ */
+export function configOf(o: ResolvedQuantizeOptions, excludeNodes: readonly string[], overrides: Readonly<Record<string, ResolvedQuantizeOptions['activationType']>> = {}): QuantizeConfig {
   const c: QuantizeConfig = { mode: o.mode };
   if (o.mode === 'static') {
     const cal = o.calibration;
@@ -185,6 +205,9 @@ export function configOf(o: ResolvedQuantizeOptions, excludeNodes: readonly stri
     }
     c.symmetricActivations = o.symmetricActivations;
     c.reduceRange = o.reduceRange;
+    c.format = o.format;
+  } else {
+    c.dynamicConv = o.dynamicConv;
   }
   c.perChannel = o.perChannel;
   c.weightType = o.weightType;
@@ -192,6 +215,9 @@ export function configOf(o: ResolvedQuantizeOptions, excludeNodes: readonly stri
   c.excludeNodes = [...excludeNodes];
   c.excludeOps = [...o.excludeOps];
   if (o.maxDrop !== undefined) c.maxDrop = o.maxDrop;
+  const ov = { ...o.activationTypeOverrides, ...overrides };
+  if (Object.keys(ov).length) c.activationTypeOverrides = ov;
+  if (o.gateFallback !== 'float') c.gateFallback = o.gateFallback;
   return c;
 }
 

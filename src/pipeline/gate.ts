@@ -46,6 +46,8 @@ export interface GateOptions {
   base: GateCandidate;
   /** Nodes the user already excluded: kept in every trial. */
   fixed: readonly string[];
+  /** Where `rebuild` puts the nodes it is given besides `fixed`: float (default) or 16-bit activations. For messages. */
+  fallback?: 'float' | 'int16';
   /** The model quantized with exactly these excluded nodes (fixed ones included), from the same calibration. */
   rebuild(excludeNodes: string[]): Promise<GateCandidate>;
   /** Called once with every leave-one-out exclusion list before those trials (e.g. to calibrate once what they need). */
@@ -165,7 +167,8 @@ export async function runGate(opts: GateOptions): Promise<GateResult> {
       if (cur.drop <= opts.maxDrop + EPS) return done([]);
     }
     const what = metric === 'accuracy' ? 'top-1 accuracy drop' : metric === 'agreement' ? '100 − top-1 agreement %' : `relative RMS output error % (goal: output SQNR ≥ ${sqnrGoalDb(opts.maxDrop).toFixed(1)} dB)`;
-    const kept = cur.excluded.length ? `${cur.excluded.length} layer${cur.excluded.length > 1 ? 's' : ''} kept float (${cur.excluded.join(', ')})` : 'no layer kept float (none that was tried lowered the drop)';
+    const where = opts.fallback === 'int16' ? 'at 16 bits' : 'float';
+    const kept = cur.excluded.length ? `${cur.excluded.length} layer${cur.excluded.length > 1 ? 's' : ''} kept ${where} (${cur.excluded.join(', ')})` : `no layer kept ${where} (none that was tried lowered the drop)`;
     return done([
       `accuracy gate: the goal of at most ${pts(opts.maxDrop)} (${what}) was NOT met: the best model reached ${pts(cur.drop)} (first model: ${pts(baseDrop)}) with ${kept}; ` +
         `${stop || (single.length ? `no other layer lowers the drop (${single.length} of ${cands.length} quantized nodes measured alone)` : `keeping any of the ${cands.length} quantized node${cands.length === 1 ? '' : 's'} float would leave nothing quantized`)}. The best model was saved; raise --max-drop, try another --method, or keep the float model`,

@@ -18,8 +18,19 @@ export type CalibMethod = CalibrationMethod;
 export const WEIGHT_TYPES = ['int8', 'uint8', 'int4'] as const;
 export type WeightType = (typeof WEIGHT_TYPES)[number];
 
-export const ACTIVATION_TYPES = ['uint8', 'int8'] as const;
+/** uint16 / int16 (A16W8, static mode only): finer activations for accuracy; ORT runs those units in float between Q/DQ (no speed-up). */
+/** What the accuracy gate does with the layers it takes out of 8 bits. */
+export const GATE_FALLBACKS = ['float', 'int16'] as const;
+export type GateFallback = (typeof GATE_FALLBACKS)[number];
+
+export const ACTIVATION_TYPES = ['uint8', 'int8', 'uint16', 'int16'] as const;
 export type ActivationType = (typeof ACTIVATION_TYPES)[number];
+
+/** Static mode's output form: qdq (QuantizeLinear/DequantizeLinear pairs) or qoperator (QLinearConv, QLinearMatMul, ...; passes/qdq-to-qoperator.ts). */
+export const MODEL_FORMATS = ['qdq', 'qoperator'] as const;
+/** Dynamic mode: what Conv becomes (float by default: ORT's CPU ConvInteger measured 2.5–5x slower than its float Conv). */
+export const DYNAMIC_CONV = ['float', 'ConvInteger'] as const;
+export type ModelFormat = (typeof MODEL_FORMATS)[number];
 
 /** One step of a long-running stage, for progress displays. */
 export interface ProgressEvent {
@@ -66,8 +77,24 @@ export interface QuantizeOptions {
   perChannel?: boolean;
   /** Default 'int8'. 'int4' needs static mode: weights 8x smaller than float32, compute stays float. */
   weightType?: WeightType;
-  /** Default 'uint8'. */
+  /** Default 'uint8'. 'uint16' / 'int16' need static mode: more accurate, not faster (no 16-bit integer kernels in ORT). */
   activationType?: ActivationType;
+  /**
+   * Static mode: 'qdq' (default; ORT fuses the pairs into integer kernels when it loads the model) or
+   * 'qoperator' (the integer ops written out: QLinearConv, QLinearMatMul, com.microsoft QLinearAdd, ...), for
+   * runtimes without a QDQ fuser. Units that cannot be converted (float islands, int4 / 16-bit) stay QDQ.
+   */
+  format?: ModelFormat;
+  /**
+   * Dynamic mode: 'float' (default) leaves Conv float, 'ConvInteger' quantizes its weights and computes it
+   * as DynamicQuantizeLinear -> ConvInteger (smaller file; slower than float on ORT's CPU kernels, measured).
+   */
+  dynamicConv?: (typeof DYNAMIC_CONV)[number];
+  /**
+   * Static mode, mixed precision: node name -> activation type of the tensors it reads and writes, e.g.
+   * `{ conv3: 'int16' }` keeps one sensitive layer at 16 bits in a uint8 model (that unit runs in float between Q/DQ).
+   */
+  activationTypeOverrides?: Record<string, ActivationType>;
   /** Node names left in float. */
   excludeNodes?: string[];
   /** Op types left in float (e.g. 'Softmax'). */
@@ -82,6 +109,12 @@ export interface QuantizeOptions {
    * output error in %). Layers are kept float, most sensitive first, until the drop is within it. Needs `calib`.
    */
   maxDrop?: number;
+  /**
+   * What the accuracy gate does with a sensitive layer: 'float' (default) keeps it float; 'int16' (static mode)
+   * keeps it quantized at 16 bits (uint16 with uint8 activations, int16 with int8; activationTypeOverrides): mixed
+   * precision, smaller than float, run as float between 16-bit Q/DQ by ORT.
+   */
+  gateFallback?: GateFallback;
   /**
    * A config (src/pipeline/config.ts): a lowbit.json path or an inline object. Its values fill the options
    * left undefined here (explicit options win). Apply it with `applyQuantizeConfig` before
@@ -182,8 +215,10 @@ export interface GateSummary {
   baseDrop: number;
   /** accuracy: float − quantized top-1 accuracy; agreement: 100 − top-1 agreement %; sqnr: 100·10^(−SQNR/20), the relative RMS output error %. */
   metric: 'accuracy' | 'agreement' | 'sqnr';
-  /** Nodes the gate left float (besides `excludeNodes`), most sensitive first. */
+  /** Nodes the gate left float (besides `excludeNodes`), or kept at 16 bits with `fallback` 'int16', most sensitive first. */
   excluded: string[];
+  /** Where the gate put those nodes: float, or 16-bit activations (absent: float). */
+  fallback?: GateFallback;
   /** Quantized variants the gate evaluated on the held-out samples (the first model included). */
   trials: number;
 }
@@ -203,6 +238,9 @@ const KEYS: ReadonlySet<string> = new Set<keyof QuantizeOptions>([
   'perChannel',
   'weightType',
   'activationType',
+  'activationTypeOverrides',
+  'format',
+  'dynamicConv',
   'excludeNodes',
   'excludeOps',
   'threads',
@@ -210,6 +248,7 @@ const KEYS: ReadonlySet<string> = new Set<keyof QuantizeOptions>([
   'symmetricActivations',
   'reduceRange',
   'maxDrop',
+  'gateFallback',
   'config',
   'saveConfig',
 ]);
@@ -260,6 +299,17 @@ export function resolveQuantizeOptions(o: QuantizeOptions): ResolvedQuantizeOpti
   if (o.weightType === 'int4' && mode === 'dynamic') {
     throw bad('int4 weights need static mode', 'pass --calib DATA (static mode), or use --weight-type int8 for dynamic quantization');
   }
+  if ((o.activationType === 'uint16' || o.activationType === 'int16') && mode === 'dynamic') {
+    throw bad(`${o.activationType} activations need static mode`, 'pass --calib DATA (static mode); dynamic quantization computes 8-bit activations at run time');
+  }
+  const format = oneOf('format', o.format, MODEL_FORMATS, 'qdq');
+  const dynamicConv = oneOf('dynamicConv', o.dynamicConv, DYNAMIC_CONV, 'float');
+  if (o.dynamicConv !== undefined && mode !== 'dynamic') {
+    throw bad('dynamicConv applies to dynamic mode only', 'drop --dynamic-conv, or quantize without --calib (dynamic mode)');
+  }
+  if (format === 'qoperator' && mode === 'dynamic') {
+    throw bad('the qoperator format applies to static mode only', 'pass --calib DATA (static mode); dynamic quantization writes its own integer ops');
+  }
   const method = oneOf('method', o.method, CALIB_METHODS, 'minmax');
   const calibGiven = [...(o.method !== undefined ? ['method'] : []), ...givenCalibrationOptions(o)];
   if (mode === 'dynamic' && calibGiven.length) {
@@ -279,6 +329,18 @@ export function resolveQuantizeOptions(o: QuantizeOptions): ResolvedQuantizeOpti
     if (o[k] !== undefined && typeof o[k] !== 'boolean') throw bad(`${k} must be true or false`);
     if (o[k] === true && mode === 'dynamic') throw bad(`${k} applies to static mode only`, 'pass --calib DATA (static mode), or drop it');
   }
+  const overrides = o.activationTypeOverrides ?? {};
+  if (typeof overrides !== 'object' || overrides === null || Array.isArray(overrides)) throw bad('activationTypeOverrides must be an object of node name -> activation type');
+  for (const [node, t] of Object.entries(overrides)) {
+    if (node.length === 0) throw bad('activationTypeOverrides: node names must be non-empty');
+    oneOf(`activationTypeOverrides['${node}']`, t, ACTIVATION_TYPES, 'uint8');
+  }
+  const gateFallback = oneOf('gateFallback', o.gateFallback, GATE_FALLBACKS, 'float');
+  if (gateFallback === 'int16' && mode === 'dynamic') throw bad('gateFallback int16 applies to static mode only', 'pass --calib DATA (static mode), or use --gate-fallback float');
+  if (gateFallback === 'int16' && (o.activationType === 'uint16' || o.activationType === 'int16')) {
+    throw bad('gateFallback int16 needs 8-bit activations: with 16-bit activations every layer is at 16 bits already', 'use --gate-fallback float, or --activation-type uint8');
+  }
+  if (Object.keys(overrides).length && mode === 'dynamic') throw bad('activationTypeOverrides apply to static mode only', 'pass --calib DATA (static mode), or drop them');
   if (o.maxDrop !== undefined) {
     if (typeof o.maxDrop !== 'number' || !(o.maxDrop >= 0 && o.maxDrop <= 100)) {
       throw bad(`maxDrop must be a number of percentage points in [0, 100] (got ${JSON.stringify(o.maxDrop)})`, 'e.g. --max-drop 0.5 accepts up to half a point of top-1 accuracy lost');
@@ -298,6 +360,10 @@ export function resolveQuantizeOptions(o: QuantizeOptions): ResolvedQuantizeOpti
     perChannel: o.perChannel ?? true,
     weightType: oneOf('weightType', o.weightType, WEIGHT_TYPES, 'int8'),
     activationType: oneOf('activationType', o.activationType, ACTIVATION_TYPES, 'uint8'),
+    activationTypeOverrides: { ...overrides },
+    gateFallback,
+    format,
+    dynamicConv,
     excludeNodes: stringList('excludeNodes', o.excludeNodes),
     excludeOps: stringList('excludeOps', o.excludeOps),
     threads: o.threads,

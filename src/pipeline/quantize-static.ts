@@ -4,8 +4,9 @@ import type { Range } from '../calib/observer.js';
 import type { BoundDataSource } from '../data/calib-data.js';
 import type { Model } from '../onnx/ir.js';
 import { planQdq, quantizeStatic, type StaticQuantOptions } from '../passes/quantize-qdq.js';
+import { qdqToQOperator } from '../passes/qdq-to-qoperator.js';
 import { calibrate } from './calibrate.js';
-import type { NodeDecision, ResolvedQuantizeOptions } from './options.js';
+import type { ActivationType, NodeDecision, ResolvedQuantizeOptions } from './options.js';
 
 /**
  * Calibration batch size: large enough to keep ORT busy, bounded by a fixed model batch. A moving
@@ -16,9 +17,11 @@ function calibBatch(data: BoundDataSource, perSample: boolean): number {
   return Math.max(1, Math.min(perSample ? 1 : 16, data.count, Number.isFinite(data.maxBatch) ? data.maxBatch : 16));
 }
 
-function staticOptions(o: ResolvedQuantizeOptions, excludeNodes: readonly string[]): StaticQuantOptions {
+function staticOptions(o: ResolvedQuantizeOptions, excludeNodes: readonly string[], extraOverrides: Readonly<Record<string, ActivationType>> = {}): StaticQuantOptions {
+  const overrides = { ...o.activationTypeOverrides, ...extraOverrides };
   return {
     activationType: o.activationType,
+    ...(Object.keys(overrides).length ? { activationTypeOverrides: overrides } : {}),
     weightType: o.weightType,
     perChannel: o.perChannel,
     excludeNodes: [...excludeNodes],
@@ -66,15 +69,27 @@ async function calibrateMissing(
   return missing.size;
 }
 
-function rewrite(model: Model, ranges: Map<string, Range>, o: ResolvedQuantizeOptions, excludeNodes: readonly string[]): { model: Model; nodes: NodeDecision[]; notes: string[] } {
-  const r = quantizeStatic(model, ranges, staticOptions(o, excludeNodes));
+function rewrite(
+  model: Model,
+  ranges: Map<string, Range>,
+  o: ResolvedQuantizeOptions,
+  excludeNodes: readonly string[],
+  overrides: Readonly<Record<string, ActivationType>> = {},
+): { model: Model; nodes: NodeDecision[]; notes: string[] } {
+  const r = quantizeStatic(model, ranges, staticOptions(o, excludeNodes, overrides));
   const nodes: NodeDecision[] = r.report.nodes.map((n) => ({
     node: n.name,
     opType: n.opType,
     quantized: n.quantized,
     detail: n.quantized ? (n.kernel ?? 'QDQ') : (n.reason ?? 'left float'),
   }));
-  return { model: r.model, nodes, notes: [...r.report.preprocess, ...r.report.notes] };
+  const notes = [...r.report.preprocess, ...r.report.notes];
+  if (o.format !== 'qoperator') return { model: r.model, nodes, notes };
+  // QOperator form: the units written out as QLinear* ops (passes/qdq-to-qoperator.ts).
+  const qop = qdqToQOperator(r.model);
+  const converted = Object.entries(qop.report.converted).map(([op, n]) => `${op} ${n}`);
+  notes.push(`QOperator format: ${converted.length ? converted.join(', ') : 'no unit converted'}${qop.report.keptQdq.length ? `; kept as QDQ: ${qop.report.keptQdq.join('; ')}` : ''}`);
+  return { model: qop.model, nodes, notes };
 }
 
 /** A calibrated model that can be rewritten again with other excluded nodes, without calibrating again. */
@@ -83,8 +98,11 @@ export interface StaticRequantizer {
   readonly ranges: ReadonlyMap<string, Range>;
   /** Calibrates in one pass whatever the plans for these exclusion lists need and `ranges` lacks (usually nothing). */
   prepare(excludeSets: readonly (readonly string[])[]): Promise<number>;
-  /** The QDQ rewrite with these excluded nodes (replacing `excludeNodes`), from the stored ranges. */
-  rewrite(excludeNodes: readonly string[]): Promise<{ model: Model; nodes: NodeDecision[]; notes: string[] }>;
+  /**
+   * The QDQ rewrite with these excluded nodes (replacing `excludeNodes`), and these activation types per node
+   * (added to `activationTypeOverrides`), from the stored ranges.
+   */
+  rewrite(excludeNodes: readonly string[], overrides?: Readonly<Record<string, ActivationType>>): Promise<{ model: Model; nodes: NodeDecision[]; notes: string[] }>;
 }
 
 /**
@@ -103,9 +121,9 @@ export async function quantizeStaticModel(
   const requantizer: StaticRequantizer = {
     ranges,
     prepare: (sets) => calibrateMissing(model, data, o, ranges, tried, sets),
-    rewrite: async (ex) => {
+    rewrite: async (ex, overrides) => {
       await calibrateMissing(model, data, o, ranges, tried, [ex]);
-      return rewrite(model, ranges, o, ex);
+      return rewrite(model, ranges, o, ex, overrides);
     },
   };
   return { ...rewrite(model, ranges, o, o.excludeNodes), requantizer };

@@ -213,6 +213,7 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
         perChannel: o.perChannel,
         excludeNodes,
         excludeOps: o.excludeOps,
+        conv: o.dynamicConv,
       });
       return {
         model: r.model,
@@ -228,8 +229,14 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
     const r = await quantizeStaticModel(model, calibData!, o);
     quantized = r.model;
     nodes = r.nodes;
-    rebuild = (ex) => r.requantizer.rewrite(ex);
-    prepare = (sets) => r.requantizer.prepare(sets);
+    if (o.gateFallback === 'int16') {
+      // Mixed precision: the layers the gate takes out of 8 bits keep 16-bit activations instead of going float.
+      const wide = o.activationType === 'int8' ? 'int16' : 'uint16';
+      rebuild = (ex) => r.requantizer.rewrite(o.excludeNodes, Object.fromEntries(ex.filter((n) => !o.excludeNodes.includes(n)).map((n) => [n, wide])));
+    } else {
+      rebuild = (ex) => r.requantizer.rewrite(ex);
+      prepare = (sets) => r.requantizer.prepare(sets);
+    }
   }
 
   // The accuracy gate: trials from the same calibration, measured on the held-out samples.
@@ -243,6 +250,7 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
       batch: verifyBatch(data),
       base: { model: quantized, nodes },
       fixed: o.excludeNodes,
+      fallback: o.gateFallback,
       rebuild,
       ...(prepare ? { prepare } : {}),
       ...(o.threads !== undefined ? { threads: o.threads } : {}),
@@ -274,15 +282,22 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
       quant: { latencyMs: v.latency.quant.latencyMs },
       speedup: v.latency.speedup,
     };
-    // Only when something was quantized: an unchanged float model would just be timing noise.
-    if (nodes.some((n) => n.quantized)) result.warnings.push(...speedWarnings(result.latency));
+    // Only when something was quantized (an unchanged float model would just be timing noise) and meant to
+    // be fast: 16-bit activations and int4 weights have no integer kernels in ORT, and their notes say so.
+    const integerKernels = (o.activationType === 'uint8' || o.activationType === 'int8') && o.weightType !== 'int4';
+    if (integerKernels && nodes.some((n) => n.quantized)) result.warnings.push(...speedWarnings(result.latency));
   }
   if (gate) {
-    result.gate = { maxDrop: gate.maxDrop, achieved: gate.achieved, drop: gate.drop, baseDrop: gate.baseDrop, metric: gate.metric, excluded: gate.excluded, trials: gate.trials };
+    result.gate = { maxDrop: gate.maxDrop, achieved: gate.achieved, drop: gate.drop, baseDrop: gate.baseDrop, metric: gate.metric, excluded: gate.excluded, trials: gate.trials, ...(o.gateFallback !== 'float' ? { fallback: o.gateFallback } : {}) };
   }
   if (gate || o.saveConfig !== undefined) {
     const configPath = o.saveConfig ?? defaultConfigPath(o.output);
-    writeQuantizeConfig(configPath, configOf(o, [...o.excludeNodes, ...(gate?.excluded ?? [])]), [o.input, o.output]);
+    const wide = o.activationType === 'int8' ? 'int16' : 'uint16';
+    const config =
+      o.gateFallback === 'int16'
+        ? configOf(o, o.excludeNodes, Object.fromEntries((gate?.excluded ?? []).map((n) => [n, wide])))
+        : configOf(o, [...o.excludeNodes, ...(gate?.excluded ?? [])]);
+    writeQuantizeConfig(configPath, config, [o.input, o.output]);
     result.configPath = configPath;
   }
   return result;

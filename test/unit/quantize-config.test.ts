@@ -30,11 +30,12 @@ describe('quantize config: schema', () => {
       symmetricActivations: true,
       reduceRange: true,
       maxDrop: 0.5,
+      format: 'qoperator',
     };
     const c = parseQuantizeConfig(raw);
     assert.deepEqual(c, raw);
     assert.notEqual(c.excludeNodes, raw.excludeNodes);
-    assert.deepEqual(configKeys(), ['mode', 'method', 'movingAverage', 'averagingConstant', 'percentile', 'numBins', 'perChannel', 'weightType', 'activationType', 'excludeNodes', 'excludeOps', 'symmetricActivations', 'reduceRange', 'maxDrop']);
+    assert.deepEqual(configKeys(), ['mode', 'method', 'movingAverage', 'averagingConstant', 'percentile', 'numBins', 'perChannel', 'weightType', 'activationType', 'excludeNodes', 'excludeOps', 'symmetricActivations', 'reduceRange', 'maxDrop', 'gateFallback', 'activationTypeOverrides', 'format', 'dynamicConv']);
   });
 
   it('rejects an unknown key, naming it and listing the valid keys', () => {
@@ -122,6 +123,7 @@ describe('quantize config: writing', () => {
       numBins: 2048,
       symmetricActivations: false,
       reduceRange: false,
+      format: 'qdq',
       perChannel: true,
       weightType: 'int8',
       activationType: 'uint8',

@@ -5,11 +5,16 @@ import { InvalidArgumentError, Option, type Command } from 'commander';
 import {
   ACTIVATION_TYPES,
   CALIB_METHODS,
+  GATE_FALLBACKS,
+  MODEL_FORMATS,
+  DYNAMIC_CONV,
   QUANT_MODES,
   WEIGHT_TYPES,
   resolveQuantizeOptions,
   type ActivationType,
   type CalibMethod,
+  type GateFallback,
+  type ModelFormat,
   type QuantMode,
   type QuantizeOptions,
   type QuantizeResult,
@@ -36,6 +41,8 @@ interface QuantizeFlags extends ImageFlags {
   perTensor?: boolean;
   weightType?: WeightType;
   activationType?: ActivationType;
+  format?: ModelFormat;
+  dynamicConv?: (typeof DYNAMIC_CONV)[number];
   excludeNodes?: string[];
   excludeOps?: string[];
   threads?: number;
@@ -43,6 +50,7 @@ interface QuantizeFlags extends ImageFlags {
   symmetricActivations?: boolean;
   reduceRange?: boolean;
   maxDrop?: number;
+  gateFallback?: GateFallback;
   config?: string;
   saveConfig?: string;
 }
@@ -64,12 +72,15 @@ export function toQuantizeOptions(input: string, f: QuantizeFlags): QuantizeOpti
   if (f.perTensor) o.perChannel = false;
   if (f.weightType !== undefined) o.weightType = f.weightType;
   if (f.activationType !== undefined) o.activationType = f.activationType;
+  if (f.format !== undefined) o.format = f.format;
+  if (f.dynamicConv !== undefined) o.dynamicConv = f.dynamicConv;
   if (f.excludeNodes !== undefined) o.excludeNodes = f.excludeNodes;
   if (f.excludeOps !== undefined) o.excludeOps = f.excludeOps;
   if (f.threads !== undefined) o.threads = f.threads;
   if (f.symmetricActivations) o.symmetricActivations = true;
   if (f.reduceRange) o.reduceRange = true;
   if (f.maxDrop !== undefined) o.maxDrop = f.maxDrop;
+  if (f.gateFallback !== undefined) o.gateFallback = f.gateFallback;
   if (f.config !== undefined) o.config = f.config;
   if (f.saveConfig !== undefined) o.saveConfig = f.saveConfig;
   return o;
@@ -104,12 +115,15 @@ export function registerQuantize(program: Command): void {
     .addOption(new Option('--per-channel', 'one scale per output channel of each weight (default)').conflicts('perTensor'))
     .addOption(new Option('--per-tensor', 'one scale per weight tensor').conflicts('perChannel'))
     .addOption(choiceOption('--weight-type <type>', 'weight element type (default: int8); int4 (static mode only): weights 8x smaller than float32, MSE-clipped per-channel scales, opset 21; ORT runs those layers as float on dequantized weights, so no speed-up', WEIGHT_TYPES))
-    .addOption(choiceOption('--activation-type <type>', 'activation element type (default: uint8)', ACTIVATION_TYPES))
+    .addOption(choiceOption('--activation-type <type>', 'activation element type (default: uint8); uint16 / int16 (static mode only, A16W8): finer activations for accuracy; ORT has no 16-bit integer kernels, those layers run as float between QuantizeLinear/DequantizeLinear, so no speed-up', ACTIVATION_TYPES))
+    .addOption(choiceOption('--dynamic-conv <form>', "dynamic mode: Conv stays 'float' (default: ORT's CPU ConvInteger measured 2.5-5x slower) or becomes 'ConvInteger' (int8 weights, smaller file)", DYNAMIC_CONV))
+    .addOption(choiceOption('--format <format>', "static mode: 'qdq' (QuantizeLinear/DequantizeLinear pairs that ORT fuses; default) or 'qoperator' (QLinearConv, QLinearMatMul, com.microsoft QLinear* ops written out, for runtimes without a QDQ fuser)", MODEL_FORMATS))
     .option('--exclude-nodes <A,B>', 'node names to leave in float (comma-separated, repeatable)', nameList)
     .option('--exclude-ops <Op,...>', 'op types to leave in float, e.g. Softmax (comma-separated, repeatable)', nameList)
     .addOption(new Option('--symmetric-activations', 'static mode: symmetric activation ranges (zero point in the middle)'))
     .addOption(new Option('--reduce-range', "static mode: 7-bit weights (ORT's reduce_range), for CPUs without VNNI"))
     .addOption(new Option('--max-drop <X>', 'accuracy gate: largest accepted drop in percentage points on the held-out samples (accuracy with --labels, else 100 - top-1 agreement %, else relative RMS output error %); the most sensitive layers are kept float until it holds').argParser(finiteNumber))
+    .addOption(choiceOption('--gate-fallback <where>', "with --max-drop: keep sensitive layers 'float' (default) or at 'int16' (16-bit activations, mixed precision; static mode)", GATE_FALLBACKS))
     .option('--config <lowbit.json>', 'quantize options from a JSON file (flags given here override its values)')
     .option('--save-config <PATH>', 'write this run\'s options (with the layers the gate kept float) as a config file (default with --max-drop: OUT with .onnx replaced by .lowbit.json)')
     .addOption(threadsOption())
