@@ -13,7 +13,6 @@
 import { ocrClsBatch } from '../src/data/realistic-ocr.js';
 import { realModelPath } from '../src/data/realistic-models.js';
 import { loadModel } from '../src/io/model-file.js';
-import type { NdArray } from '../src/ndarray.js';
 import { encodeModel } from '../src/onnx/encode.js';
 import { Model } from '../src/onnx/ir.js';
 import { qdqToQOperator } from '../src/passes/qdq-to-qoperator.js';
@@ -21,8 +20,8 @@ import { planQdq, quantizeStatic, type StaticQuantOptions } from '../src/passes/
 import { calibrate } from '../src/pipeline/calibrate.js';
 import { renderTable } from '../src/report/table.js';
 import { opTypeCounts, optimizedModel } from '../src/runtime/optimized.js';
-import { Session } from '../src/runtime/session.js';
 import { arraySource, buildDenseCnn, normalArray } from '../test/ort/quantize-static-fixtures.js';
+import { timeBlocks } from './timing.js';
 
 const OPTS: StaticQuantOptions = { activationType: 'uint8', weightType: 'int8', perChannel: true, speedPolicy: true };
 const THREADS = 2;
@@ -30,35 +29,7 @@ const BATCHES = [1, 32] as const;
 const i = process.argv.indexOf('--rounds');
 const ROUNDS = Number(i >= 0 ? process.argv[i + 1] : 7);
 
-const median = (v: number[]): number => {
-  const s = [...v].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
 
-async function timeBlocks(models: Uint8Array[], x: NdArray, runsPerBlock: number): Promise<{ median: number[]; rounds: number[][] }> {
-  const sessions: Session[] = [];
-  try {
-    for (const m of models) sessions.push(await Session.create(m, { threads: THREADS }));
-    const all: number[][] = models.map(() => []);
-    const perRound: number[][] = models.map(() => []);
-    for (let r = 0; r < ROUNDS; r++) {
-      for (let j = 0; j < models.length; j++) {
-        const k = (j + r) % models.length;
-        const times: number[] = [];
-        for (let n = 0; n < runsPerBlock + 2; n++) {
-          const t0 = process.hrtime.bigint();
-          await sessions[k]!.run({ x });
-          if (n >= 2) times.push(Number(process.hrtime.bigint() - t0) / 1e6);
-        }
-        all[k]!.push(...times);
-        perRound[k]!.push(median(times));
-      }
-    }
-    return { median: all.map(median), rounds: perRound };
-  } finally {
-    for (const s of sessions) await s.release();
-  }
-}
 
 const cases = [
   { name: 'dense CNN 64-256ch 3x32x32', float: buildDenseCnn(1), calib: normalArray([64, 3, 32, 32], 11), sample: [3, 32, 32] },
@@ -77,7 +48,7 @@ for (const c of cases) {
   const row: (string | number)[] = [c.name];
   for (const batch of BATCHES) {
     const x = normalArray([batch, ...c.sample], 5);
-    const t = await timeBlocks(models, x, batch === 1 ? 40 : 4);
+    const t = await timeBlocks(models, x, batch === 1 ? 40 : 4, { rounds: ROUNDS, threads: THREADS });
     const ratios = t.rounds[0]!.map((m, r) => m / t.rounds[1]![r]!);
     row.push(t.median[0]!.toFixed(3), t.median[1]!.toFixed(3), `${(t.median[0]! / t.median[1]!).toFixed(2)}x`, `${Math.min(...ratios).toFixed(2)}-${Math.max(...ratios).toFixed(2)}`);
     process.stderr.write(`${c.name} batch ${batch} done\n`);

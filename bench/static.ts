@@ -25,8 +25,8 @@ import { planQdq, quantizeStatic, type StaticQuantOptions } from '../src/passes/
 import { calibrate } from '../src/pipeline/calibrate.js';
 import { renderTable } from '../src/report/table.js';
 import { opTypeCounts, optimizedModel } from '../src/runtime/optimized.js';
-import { Session } from '../src/runtime/session.js';
 import { arraySource, buildDenseCnn, buildSmallCnn, buildTransformer, normalArray } from '../test/ort/quantize-static-fixtures.js';
+import { median, timeBlocks } from './timing.js';
 
 const OPTS: StaticQuantOptions = { activationType: 'uint8', weightType: 'int8', perChannel: true };
 const THREADS = 2;
@@ -55,36 +55,7 @@ async function quantized(c: Case, speedPolicy: boolean, padChannels = true): Pro
   return { bytes: encodeModel(r.model.toProto()), keptFloat: r.report.nodes.filter((n) => /^kept float for speed/.test(n.reason ?? '')).length };
 }
 
-const median = (v: number[]): number => {
-  const s = [...v].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
 
-/** Block-interleaved timing of several models on the same input: median ms per model and per round. */
-async function timeBlocks(models: Uint8Array[], x: NdArray, runsPerBlock: number): Promise<{ median: number[]; rounds: number[][] }> {
-  const sessions: Session[] = [];
-  try {
-    for (const m of models) sessions.push(await Session.create(m, { threads: THREADS }));
-    const all: number[][] = models.map(() => []);
-    const perRound: number[][] = models.map(() => []);
-    for (let r = 0; r < ROUNDS; r++) {
-      for (let j = 0; j < models.length; j++) {
-        const k = (j + r) % models.length; // rotate the order so no model always runs first
-        const times: number[] = [];
-        for (let i = 0; i < runsPerBlock + 2; i++) {
-          const t0 = process.hrtime.bigint();
-          await sessions[k]!.run({ x });
-          if (i >= 2) times.push(Number(process.hrtime.bigint() - t0) / 1e6);
-        }
-        all[k]!.push(...times);
-        perRound[k]!.push(median(times));
-      }
-    }
-    return { median: all.map(median), rounds: perRound };
-  } finally {
-    for (const s of sessions) await s.release();
-  }
-}
 
 const cls = new Model((await loadModel(realModelPath('ocrCls'))).model);
 const cases: Case[] = [
@@ -115,7 +86,7 @@ for (const c of cases) {
   const padRow: (string | number)[] = [c.name];
   for (const batch of BATCHES) {
     const x = normalArray([batch, ...c.sample], 5);
-    const t = await timeBlocks(models, x, batch === 1 ? 40 : 4);
+    const t = await timeBlocks(models, x, batch === 1 ? 40 : 4, { rounds: ROUNDS, threads: THREADS });
     const speedups = t.rounds[0]!.map((fm, r) => fm / t.rounds[1]![r]!);
     row.push(t.median[0]!.toFixed(3), t.median[1]!.toFixed(3), `${(t.median[0]! / t.median[1]!).toFixed(2)}x`, fmtRange(speedups));
     if (off) prow.push(`${(t.median[0]! / t.median[2]!).toFixed(2)}x`, `${(t.median[0]! / t.median[1]!).toFixed(2)}x`);
