@@ -77,3 +77,79 @@ export function buildDigitCnn(opts: DigitCnnOptions = {}): Model {
   g.touch();
   return model;
 }
+
+/** The builtin name of the MobileNet-style digit model (trained into models/digits-mobilenet.onnx). */
+export const DIGIT_MOBILENET_NAME = 'digits-mobilenet';
+
+export interface DigitMobileNetOptions {
+  /** Seed of the weight initialisation (default 1). */
+  seed?: number;
+}
+
+/** One-line description of the MobileNet-style digit model (for help texts and reports). */
+export const DIGIT_MOBILENET_SUMMARY =
+  'Conv3x3/2 (64; 28 -> 14) -> [DW3x3-BN-Relu -> PW1x1-BN-Relu] x4 (dw 64/1, 64/2, 128/1, 128/2; pw 64, 128, 128, 256; 14 -> 7 -> 4) -> GlobalAveragePool -> Gemm(10)';
+
+/** The depthwise separable blocks: depthwise width (= input channels), stride, pointwise output channels. */
+const MOBILENET_BLOCKS: readonly { dw: number; stride: number; pw: number }[] = [
+  { dw: 64, stride: 1, pw: 64 },
+  { dw: 64, stride: 2, pw: 128 },
+  { dw: 128, stride: 1, pw: 128 },
+  { dw: 128, stride: 2, pw: 256 },
+];
+
+/**
+ * Builds the untrained MobileNet-style digit model: input `input` [N, 1, 28, 28] float32 in [0, 1], output
+ * `logits` [N, 10]. A stem Conv3x3 stride 2 (1 -> 64 channels, 28 -> 14) with BatchNorm and Relu, then four
+ * depthwise separable blocks (depthwise Conv3x3, group = channels, BatchNorm, Relu, then pointwise Conv1x1,
+ * BatchNorm, Relu) with depthwise widths 64, 64, 128, 128 (multiples of 16 and at least 64, so ORT's int8
+ * depthwise kernel runs every one of them) and stride 2 in blocks 2 and 4 (14 -> 7 -> 4), then
+ * GlobalAveragePool -> Flatten (256) -> Gemm(10): about 65k params. Convs have no bias; conv weights are
+ * He-normal (fan-in = input channels per group x kernel area), the Gemm weight normal with std 1/sqrt(fan-in),
+ * biases and BatchNormalization shifts 0, scales 1. Trained by scripts/train-digits-mobilenet.ts into
+ * models/digits-mobilenet.onnx.
+ */
+export function buildDigitMobileNet(opts: DigitMobileNetOptions = {}): Model {
+  const rng = mulberry32(opts.seed ?? 1);
+  const b = new ModelBuilder({ opset: 13, name: DIGIT_MOBILENET_NAME });
+  const normal = (count: number, std: number): Float32Array => Float32Array.from({ length: count }, () => rng.normal() * std);
+  /** Conv (no bias) -> BatchNormalization -> Relu. */
+  const convBnRelu = (x: string, name: string, cin: number, cout: number, k: number, stride: number, group: number): string => {
+    const fanIn = (cin / group) * k * k;
+    const w = b.initializer(`${name}.weight`, normal(cout * fanIn, Math.sqrt(2 / fanIn)), [cout, cin / group, k, k]);
+    const p = (k - 1) / 2;
+    const conv = b.op('Conv', [x, w], { kernel_shape: [k, k], pads: [p, p, p, p], strides: [stride, stride], group }, { name });
+    const bn = b.op(
+      'BatchNormalization',
+      [
+        conv,
+        b.initializer(`${name}.bn.scale`, new Float32Array(cout).fill(1), [cout]),
+        b.initializer(`${name}.bn.bias`, new Float32Array(cout), [cout]),
+        b.initializer(`${name}.bn.running_mean`, new Float32Array(cout), [cout]),
+        b.initializer(`${name}.bn.running_var`, new Float32Array(cout).fill(1), [cout]),
+      ],
+      { epsilon: 1e-5 },
+      { name: `${name}.bn` },
+    );
+    return b.op('Relu', [bn], {}, { name: `${name}.relu` });
+  };
+  const input = b.input('input', DataType.FLOAT, ['N', 1, 28, 28]);
+  let x = convBnRelu(input, 'stem', 1, MOBILENET_BLOCKS[0]!.dw, 3, 2, 1);
+  MOBILENET_BLOCKS.forEach((blk, i) => {
+    x = convBnRelu(x, `block${i + 1}.dw`, blk.dw, blk.dw, 3, blk.stride, blk.dw);
+    x = convBnRelu(x, `block${i + 1}.pw`, blk.dw, blk.pw, 1, 1, 1);
+  });
+  const pooled = b.op('GlobalAveragePool', [x], {}, { name: 'gap' });
+  const features = b.op('Flatten', [pooled], { axis: 1 }, { name: 'flatten' });
+  const fanIn = MOBILENET_BLOCKS[MOBILENET_BLOCKS.length - 1]!.pw;
+  const fcW = b.initializer('fc.weight', normal(10 * fanIn, Math.sqrt(1 / fanIn)), [10, fanIn]);
+  const fcB = b.initializer('fc.bias', new Float32Array(10), [10]);
+  const logits = b.op('Gemm', [features, fcW, fcB], { transB: 1 }, { name: 'fc' });
+  b.output(logits, DataType.FLOAT, ['N', 10]);
+  const model = b.build();
+  const g = model.graph;
+  g.producer(logits)!.output[0] = 'logits';
+  g.outputs[0]!.name = 'logits';
+  g.touch();
+  return model;
+}
