@@ -31,5 +31,6 @@ export { addTaps } from './passes/taps.js';
 export { ActivationErrorStats, mapQdq, readDqParams, weightError, type ActivationErrorSummary, type ActivationLink, type DqParams, type QdqMap, type WeightError, type WeightLink } from './passes/qdq-map.js';
 export * from './grad/index.js';
 export * from './train/index.js';
-export { buildDigitCnn, DIGIT_CNN_NAME, DIGIT_CNN_SUMMARY, type DigitCnnOptions } from './models/digits.js';
+export { buildDigitCnn, buildDigitMobileNet, DIGIT_CNN_NAME, DIGIT_CNN_SUMMARY, DIGIT_MOBILENET_NAME, DIGIT_MOBILENET_SUMMARY, type DigitCnnOptions, type DigitMobileNetOptions } from './models/digits.js';
 export { padDepthwiseChannels } from './passes/pad-channels.js';
+export { convertFloat16, DEFAULT_BLOCK as FLOAT16_DEFAULT_BLOCK, FLOAT16_TYPES, toFloat16Bits, type Float16Options, type Float16Report, type Float16Type } from './passes/float16.js';

@@ -4,7 +4,7 @@
 // written back (atomically) with the exclusions the accuracy gate chose.
 //
 // Schema (every key optional; a flat object):
-//   mode                 "dynamic" | "static"
+//   mode                 "dynamic" | "static" | "fp16" | "bf16"
 //   method               "minmax" | "percentile" | "entropy" | "mse"
 //   movingAverage        boolean            (minmax)
 //   averagingConstant    number in (0, 1]   (minmax with movingAverage)
@@ -191,6 +191,14 @@ export function applyQuantizeConfig(o: QuantizeOptions): QuantizeOptions {
  */
 export function configOf(o: ResolvedQuantizeOptions, excludeNodes: readonly string[], overrides: Readonly<Record<string, ResolvedQuantizeOptions['activationType']>> = {}): QuantizeConfig {
   const c: QuantizeConfig = { mode: o.mode };
+  if (o.mode === 'fp16' || o.mode === 'bf16') {
+    // these modes take no quantization options (resolveQuantizeOptions refuses them); keepIoTypes is a flag, not a config key
+    if (o.mode === 'fp16') {
+      c.excludeOps = [...o.excludeOps];
+      c.excludeNodes = [...excludeNodes];
+    }
+    return c;
+  }
   if (o.mode === 'static') {
     const cal = o.calibration;
     c.method = cal.method;

@@ -6,8 +6,12 @@ import { checkImagePreprocess, type ImagePreprocess } from '../data/image-option
 import { LowbitError } from '../errors.js';
 import type { QuantizeConfig } from './config.js';
 
-/** dynamic: weights quantized offline, activations at run time; static: activations calibrated (QDQ). */
-export const QUANT_MODES = ['dynamic', 'static'] as const;
+/**
+ * dynamic: weights quantized offline, activations at run time; static: activations calibrated (QDQ);
+ * fp16: weights and activations float16 (src/passes/float16.ts); bf16: weights stored as bfloat16, computed in float32
+ * (ORT's CPU provider has no bfloat16 arithmetic kernels).
+ */
+export const QUANT_MODES = ['dynamic', 'static', 'fp16', 'bf16'] as const;
 export type QuantMode = (typeof QUANT_MODES)[number];
 
 /** Calibration methods (how observed ranges become quantization ranges): src/calib/methods.ts. */
@@ -95,7 +99,12 @@ export interface QuantizeOptions {
    * `{ conv3: 'int16' }` keeps one sensitive layer at 16 bits in a uint8 model (that unit runs in float between Q/DQ).
    */
   activationTypeOverrides?: Record<string, ActivationType>;
-  /** Node names left in float. */
+  /**
+   * fp16 / bf16 modes: keep float32 graph inputs and outputs, with Casts inside the model (default true); false
+   * makes them float16 (fp16 mode only: bf16 mode computes in float32).
+   */
+  keepIoTypes?: boolean;
+  /** Node names left in float (fp16 mode: kept float32). */
   excludeNodes?: string[];
   /** Op types left in float (e.g. 'Softmax'). */
   excludeOps?: string[];
@@ -202,6 +211,8 @@ export interface QuantizeResult {
   gate?: GateSummary;
   /** The config file written (with maxDrop or saveConfig). */
   configPath?: string;
+  /** Plain notes on the result (fp16 / bf16 modes: values flushed to zero, what runs in which type). */
+  notes?: string[];
 }
 
 /** What the accuracy gate did: the goal, whether it was met, the drop reached, the layers it kept float. */
@@ -243,6 +254,7 @@ const KEYS: ReadonlySet<string> = new Set<keyof QuantizeOptions>([
   'dynamicConv',
   'excludeNodes',
   'excludeOps',
+  'keepIoTypes',
   'threads',
   'onProgress',
   'symmetricActivations',
@@ -296,6 +308,17 @@ export function resolveQuantizeOptions(o: QuantizeOptions): ResolvedQuantizeOpti
   if (labels !== undefined && calib === undefined) {
     throw bad('labels need the samples they label', 'pass --calib DATA together with --labels LABELS.npy (one label per sample)');
   }
+  const float16 = mode === 'fp16' || mode === 'bf16';
+  if (float16) {
+    const given: string[] = (['weightType', 'activationType', 'perChannel', 'format', 'dynamicConv', 'maxDrop', 'gateFallback', 'symmetricActivations', 'reduceRange'] as const).filter((k) => o[k] !== undefined);
+    if (Object.keys(o.activationTypeOverrides ?? {}).length) given.push('activationTypeOverrides');
+    if (given.length) throw bad(`${given.join(', ')} ${given.length > 1 ? 'do' : 'does'} not apply to ${mode} mode`, `drop them: ${mode} mode converts the float32 model to ${mode === 'fp16' ? 'float16' : 'bfloat16'} without quantizing`);
+    if (o.keepIoTypes !== undefined && typeof o.keepIoTypes !== 'boolean') throw bad('keepIoTypes must be true or false');
+    if (mode === 'bf16' && o.keepIoTypes === false) throw bad('bf16 mode keeps float32 inputs and outputs (it stores weights as bfloat16 and computes in float32)', 'drop --no-keep-io-types, or use --mode fp16');
+    if (mode === 'bf16' && (o.excludeOps?.length || o.excludeNodes?.length)) throw bad('excludeOps and excludeNodes do not apply to bf16 mode (every node computes in float32)', 'drop --exclude-ops / --exclude-nodes, or use --mode fp16');
+  } else if (o.keepIoTypes !== undefined) {
+    throw bad('keepIoTypes applies to fp16 and bf16 modes only', 'pass --mode fp16, or drop --keep-io-types / --no-keep-io-types');
+  }
   if (o.weightType === 'int4' && mode === 'dynamic') {
     throw bad('int4 weights need static mode', 'pass --calib DATA (static mode), or use --weight-type int8 for dynamic quantization');
   }
@@ -312,7 +335,7 @@ export function resolveQuantizeOptions(o: QuantizeOptions): ResolvedQuantizeOpti
   }
   const method = oneOf('method', o.method, CALIB_METHODS, 'minmax');
   const calibGiven = [...(o.method !== undefined ? ['method'] : []), ...givenCalibrationOptions(o)];
-  if (mode === 'dynamic' && calibGiven.length) {
+  if (mode !== 'static' && calibGiven.length) {
     throw bad(`calibration options (${calibGiven.join(', ')}) apply to static mode only`, 'pass --calib DATA (static mode), or drop the calibration options');
   }
   const calibration = resolveCalibration({ ...o, method });
@@ -366,6 +389,7 @@ export function resolveQuantizeOptions(o: QuantizeOptions): ResolvedQuantizeOpti
     dynamicConv,
     excludeNodes: stringList('excludeNodes', o.excludeNodes),
     excludeOps: stringList('excludeOps', o.excludeOps),
+    keepIoTypes: o.keepIoTypes ?? true,
     threads: o.threads,
     onProgress: o.onProgress,
     symmetricActivations: o.symmetricActivations ?? false,

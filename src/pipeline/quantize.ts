@@ -9,7 +9,10 @@ import { openNpy } from '../data/npy.js';
 import { loadModel, saveModel } from '../io/model-file.js';
 import type { NdArray } from '../ndarray.js';
 import { sliceAxis0 } from '../runtime/arrays.js';
+import { encodeModel } from '../onnx/encode.js';
 import { Model, valueInfoTensor } from '../onnx/ir.js';
+import { DataType } from '../onnx/proto.js';
+import { DEFAULT_BLOCK, convertFloat16, type Float16Report } from '../passes/float16.js';
 import { quantizeDynamic } from '../passes/quantize-dynamic.js';
 import { compareLatency, type LatencyComparison } from './bench.js';
 import { applyQuantizeConfig, configOf, defaultConfigPath, writeQuantizeConfig } from './config.js';
@@ -85,7 +88,7 @@ function verifyBatch(source: BoundDataSource): number {
 async function verify(
   o: ResolvedQuantizeOptions,
   floatPath: string,
-  quantPath: string,
+  quantPath: string | Uint8Array,
   data: BoundDataSource | undefined,
   labels: NdArray | undefined,
   dataNote: string,
@@ -157,6 +160,48 @@ export function nothingQuantizedWarnings(mode: string, nodes: NodeDecision[], mo
   return [`nothing was quantized: the output is the float model (${why})`];
 }
 
+/** fp16 mode: float16 compute (excludeOps add to the default block list); bf16 mode: bfloat16 weights, float32 compute. */
+function float16Options(o: ResolvedQuantizeOptions): Parameters<typeof convertFloat16>[1] {
+  if (o.mode === 'bf16') return { type: 'bfloat16', weightsOnly: true };
+  return { type: 'float16', keepIoTypes: o.keepIoTypes, blockOps: [...Object.keys(DEFAULT_BLOCK), ...o.excludeOps], blockNodes: o.excludeNodes };
+}
+
+/** Per-node decisions of an fp16 / bf16 conversion (quantized = computes in float16, or reads bfloat16 weights). */
+function float16Decisions(model: Model, r: Float16Report): NodeDecision[] {
+  const blocked = new Map(r.blocked.map((b) => [b.node, b.reason]));
+  const g = model.graph;
+  return g.nodes.map((n) => {
+    const node = n.name ?? '';
+    const opType = n.opType ?? '';
+    if (r.weightsOnly) {
+      const reads = n.input.some((i) => g.constant(i)?.dataType === DataType.FLOAT);
+      return { node, opType, quantized: reads, detail: reads ? 'bfloat16 weights, float32 compute' : 'no float32 weights' };
+    }
+    const why = blocked.get(node);
+    return why === undefined ? { node, opType, quantized: true, detail: 'float16' } : { node, opType, quantized: false, detail: `kept float32: ${why}` };
+  });
+}
+
+/** What the fp16 / bf16 report says besides size and fidelity. */
+function float16Notes(r: Float16Report): string[] {
+  const notes: string[] = [];
+  if (r.weightsOnly) {
+    notes.push(
+      `bf16: ${r.tensors} weight tensors stored as bfloat16, each read through a Cast to float32; every node computes in float32. ` +
+        "ONNX Runtime's CPU provider has no bfloat16 arithmetic kernels (Add, Mul, Conv, MatMul), so a model computing in bfloat16 " +
+        'would not run there; this form halves the file and runs anywhere. convertFloat16(model, { type: "bfloat16" }) in the library ' +
+        'writes full bfloat16 compute for runtimes that have the kernels',
+    );
+  } else {
+    notes.push(
+      `fp16: ${r.converted} nodes compute in float16, ${r.blocked.length} kept float32 (between Casts), ${r.casts} Casts inserted. ` +
+        "ONNX Runtime's CPU provider wraps most float16 ops in Casts to float32 itself: expect half the file, not more speed, on CPU",
+    );
+  }
+  if (r.flushedToZero) notes.push(`${r.flushedToZero} non-zero weight values too small for ${r.type} became 0`);
+  return notes;
+}
+
 /**
  * Quantizes a float ONNX model and measures what it cost. With `maxDrop`, the accuracy gate (gate.ts) keeps
  * the most sensitive layers float until the drop is within it, and the run's config (with those exclusions)
@@ -206,7 +251,12 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
   let nodes: NodeDecision[];
   let rebuild: (excludeNodes: string[]) => Promise<{ model: Model; nodes: NodeDecision[] }>;
   let prepare: ((sets: string[][]) => Promise<unknown>) | undefined;
-  if (o.mode === 'dynamic') {
+  let f16: Float16Report | undefined;
+  if (o.mode === 'fp16' || o.mode === 'bf16') {
+    ({ model: quantized, report: f16 } = convertFloat16(model, float16Options(o)));
+    nodes = float16Decisions(model, f16);
+    rebuild = async () => ({ model: quantized, nodes }); // resolveQuantizeOptions refuses maxDrop in these modes
+  } else if (o.mode === 'dynamic') {
     const dynamic = (excludeNodes: string[]): { model: Model; nodes: NodeDecision[] } => {
       const r = quantizeDynamic(model, {
         weightType: o.weightType as 'int8' | 'uint8', // resolveQuantizeOptions refuses int4 in dynamic mode
@@ -263,8 +313,11 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
   const saved = await saveModel(quantized.toProto(), o.output, { inputPath: o.input });
   const before = fileBytes(o.input) + loaded.externalSources.reduce((s, e) => s + e.length, 0);
   const after = saved.bytes + (saved.dataBytes ?? 0);
-  const v = await verify(o, o.input, o.output, data, labels, dataNote, model);
-  const warnings = [...(gate?.warnings ?? []), ...collapseWarnings(v.fidelity), ...nothingQuantizedWarnings(o.mode, nodes, model)];
+  // fp16 with float16 IO: verified through the same conversion with float32 IO (the same float16 compute; the edge
+  // Casts round the float32 samples exactly as a caller converting them to float16 would), so float32 samples feed it.
+  const verifyModel = o.mode === 'fp16' && !o.keepIoTypes ? encodeModel(convertFloat16(model, { ...float16Options(o), keepIoTypes: true }).model.toProto()) : o.output;
+  const v = await verify(o, o.input, verifyModel, data, labels, dataNote, model);
+  const warnings = [...(gate?.warnings ?? []), ...(f16?.warnings ?? []), ...collapseWarnings(v.fidelity), ...nothingQuantizedWarnings(o.mode, nodes, model)];
   const result: QuantizeResult = {
     mode: o.mode,
     output: o.output,
@@ -274,6 +327,7 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
     nodes,
     warnings,
   };
+  if (f16) result.notes = float16Notes(f16);
   if (v.latency) {
     result.latency = {
       batch: v.latency.float.batch,
@@ -284,7 +338,7 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
     };
     // Only when something was quantized (an unchanged float model would just be timing noise) and meant to
     // be fast: 16-bit activations and int4 weights have no integer kernels in ORT, and their notes say so.
-    const integerKernels = (o.activationType === 'uint8' || o.activationType === 'int8') && o.weightType !== 'int4';
+    const integerKernels = (o.mode === 'dynamic' || o.mode === 'static') && (o.activationType === 'uint8' || o.activationType === 'int8') && o.weightType !== 'int4';
     if (integerKernels && nodes.some((n) => n.quantized)) result.warnings.push(...speedWarnings(result.latency));
   }
   if (gate) {

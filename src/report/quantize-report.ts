@@ -16,6 +16,7 @@ export interface QuantizeReportInput {
   warnings: string[];
   gate?: { maxDrop: number; achieved: boolean; drop: number; baseDrop: number; metric: string; excluded: string[]; trials: number; fallback?: string };
   configPath?: string;
+  notes?: string[];
 }
 
 const GATE_METRIC: Record<string, string> = {
@@ -74,7 +75,7 @@ export function renderQuantizeReport(r: QuantizeReportInput): string {
     rows.push(['top-1 accuracy (labels)', formatPct(f.floatAccuracy, { digits: 2 }), formatPct(f.accuracy, { digits: 2 }), `${drop >= 0 ? '-' : '+'}${Math.abs(drop).toFixed(2)} points`]);
   }
   const parts: string[] = [];
-  parts.push(renderTable(['', 'float', r.mode === 'dynamic' ? 'int8 (dynamic)' : 'int8 (static QDQ)', 'change'], rows, { title: `lowbit quantize → ${r.output}` }));
+  parts.push(renderTable(['', 'float', ({ dynamic: 'int8 (dynamic)', static: 'int8 (static QDQ)', fp16: 'float16', bf16: 'bfloat16 weights' } as Record<string, string>)[r.mode] ?? r.mode, 'change'], rows, { title: `lowbit quantize → ${r.output}` }));
   const fid: Cell[][] = [];
   if (f.agreement !== undefined) fid.push(['top-1 agreement with float', formatPct(f.agreement, { digits: 2 })]);
   if (f.sqnrDb !== undefined) fid.push(['output SQNR', formatDb(f.sqnrDb)]);
@@ -86,6 +87,7 @@ export function renderQuantizeReport(r: QuantizeReportInput): string {
   if (s.reasons.length) parts.push(s.reasons.join('\n'));
   if (r.gate) parts.push(gateLines(r.gate, r.configPath));
   else if (r.configPath !== undefined) parts.push(`config written: ${r.configPath}`);
+  if (r.notes?.length) parts.push(r.notes.join('\n'));
   if (r.warnings.length) {
     parts.push(['!!! WARNING: check the quantized model before using it', ...r.warnings.map((w) => `!!! ${w}`), '!!! try --per-channel, --exclude-ops/--exclude-nodes for sensitive layers, or more representative --calib data'].join('\n'));
   }

@@ -45,6 +45,7 @@ interface QuantizeFlags extends ImageFlags {
   dynamicConv?: (typeof DYNAMIC_CONV)[number];
   excludeNodes?: string[];
   excludeOps?: string[];
+  keepIoTypes?: boolean;
   threads?: number;
   json?: boolean;
   symmetricActivations?: boolean;
@@ -76,6 +77,7 @@ export function toQuantizeOptions(input: string, f: QuantizeFlags): QuantizeOpti
   if (f.dynamicConv !== undefined) o.dynamicConv = f.dynamicConv;
   if (f.excludeNodes !== undefined) o.excludeNodes = f.excludeNodes;
   if (f.excludeOps !== undefined) o.excludeOps = f.excludeOps;
+  if (f.keepIoTypes !== undefined) o.keepIoTypes = f.keepIoTypes;
   if (f.threads !== undefined) o.threads = f.threads;
   if (f.symmetricActivations) o.symmetricActivations = true;
   if (f.reduceRange) o.reduceRange = true;
@@ -94,8 +96,8 @@ function finiteNumber(value: string): number {
 }
 
 /** The --json object: output, sizeBytes and fidelity; with --max-drop also gate, and configPath when a config was written. */
-export function quantizeJson(r: QuantizeResult): Pick<QuantizeResult, 'output' | 'sizeBytes' | 'fidelity' | 'gate' | 'configPath'> {
-  return { output: r.output, sizeBytes: r.sizeBytes, fidelity: r.fidelity, ...(r.gate ? { gate: r.gate } : {}), ...(r.configPath !== undefined ? { configPath: r.configPath } : {}) };
+export function quantizeJson(r: QuantizeResult): Pick<QuantizeResult, 'output' | 'sizeBytes' | 'fidelity' | 'gate' | 'configPath' | 'notes'> {
+  return { output: r.output, sizeBytes: r.sizeBytes, fidelity: r.fidelity, ...(r.gate ? { gate: r.gate } : {}), ...(r.configPath !== undefined ? { configPath: r.configPath } : {}), ...(r.notes?.length ? { notes: r.notes } : {}) };
 }
 
 export function registerQuantize(program: Command): void {
@@ -104,7 +106,7 @@ export function registerQuantize(program: Command): void {
     .description('quantize a float ONNX model to int8 and measure its fidelity against the original')
     .argument('<MODEL>', 'float ONNX model file')
     .requiredOption('-o, --output <OUT>', 'where to write the quantized model (never the input)')
-    .addOption(choiceOption('--mode <mode>', "'dynamic' (weights only, activations at run time) or 'static' (calibrated activations, QDQ); default: static with --calib, else dynamic", QUANT_MODES))
+    .addOption(choiceOption('--mode <mode>', "'dynamic' (weights only, activations at run time), 'static' (calibrated activations, QDQ), 'fp16' (float16 weights and compute, no calibration) or 'bf16' (bfloat16 weights, float32 compute); default: static with --calib, else dynamic", QUANT_MODES))
     .option('--calib <DATA>', 'samples for the model inputs (.npy, .npz keyed by input name, or a folder of images: see below): calibration for static mode, verification for both')
     .option('--labels <LABELS.npy>', 'class labels of the --calib samples: adds float vs int8 top-1 accuracy to the report')
     .addOption(choiceOption('--method <method>', 'static mode: how activation ranges are chosen: minmax (extremes), percentile, entropy (KL) or mse (default: minmax)', CALIB_METHODS))
@@ -120,6 +122,8 @@ export function registerQuantize(program: Command): void {
     .addOption(choiceOption('--format <format>', "static mode: 'qdq' (QuantizeLinear/DequantizeLinear pairs that ORT fuses; default) or 'qoperator' (QLinearConv, QLinearMatMul, com.microsoft QLinear* ops written out, for runtimes without a QDQ fuser)", MODEL_FORMATS))
     .option('--exclude-nodes <A,B>', 'node names to leave in float (comma-separated, repeatable)', nameList)
     .option('--exclude-ops <Op,...>', 'op types to leave in float, e.g. Softmax (comma-separated, repeatable)', nameList)
+    .addOption(new Option('--keep-io-types', 'fp16 / bf16: keep float32 model inputs and outputs, with Casts inside (default)'))
+    .addOption(new Option('--no-keep-io-types', 'fp16: float16 model inputs and outputs'))
     .addOption(new Option('--symmetric-activations', 'static mode: symmetric activation ranges (zero point in the middle)'))
     .addOption(new Option('--reduce-range', "static mode: 7-bit weights (ORT's reduce_range), for CPUs without VNNI"))
     .addOption(new Option('--max-drop <X>', 'accuracy gate: largest accepted drop in percentage points on the held-out samples (accuracy with --labels, else 100 - top-1 agreement %, else relative RMS output error %); the most sensitive layers are kept float until it holds').argParser(finiteNumber))
