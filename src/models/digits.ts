@@ -64,7 +64,11 @@ export function buildDigitCnn(opts: DigitCnnOptions = {}): Model {
     side = Math.floor(side / 2);
   });
   const features = b.op('Flatten', [x], { axis: 1 }, { name: 'flatten' });
-  const fanIn = channels[channels.length - 1]! * side * side;
+  return classifierHead(b, features, channels[channels.length - 1]! * side * side, normal);
+}
+
+/** Gemm(fanIn -> 10) on `features`, the `logits` output [N, 10], and the built model. */
+function classifierHead(b: ModelBuilder, features: string, fanIn: number, normal: (n: number, std: number) => Float32Array): Model {
   const fcW = b.initializer('fc.weight', normal(10 * fanIn, Math.sqrt(1 / fanIn)), [10, fanIn]);
   const fcB = b.initializer('fc.bias', new Float32Array(10), [10]);
   const logits = b.op('Gemm', [features, fcW, fcB], { transB: 1 }, { name: 'fc' });
@@ -106,7 +110,7 @@ const MOBILENET_BLOCKS: readonly { dw: number; stride: number; pw: number }[] = 
  * depthwise kernel runs every one of them) and stride 2 in blocks 2 and 4 (14 -> 7 -> 4), then
  * GlobalAveragePool -> Flatten (256) -> Gemm(10): about 65k params. Convs have no bias; conv weights are
  * He-normal (fan-in = input channels per group x kernel area), the Gemm weight normal with std 1/sqrt(fan-in),
- * biases and BatchNormalization shifts 0, scales 1. Trained by scripts/train-digits-mobilenet.ts into
+ * biases and BatchNormalization shifts 0, scales 1. Trained by scripts/train-digits.ts --arch mobilenet into
  * models/digits-mobilenet.onnx.
  */
 export function buildDigitMobileNet(opts: DigitMobileNetOptions = {}): Model {
@@ -141,15 +145,5 @@ export function buildDigitMobileNet(opts: DigitMobileNetOptions = {}): Model {
   });
   const pooled = b.op('GlobalAveragePool', [x], {}, { name: 'gap' });
   const features = b.op('Flatten', [pooled], { axis: 1 }, { name: 'flatten' });
-  const fanIn = MOBILENET_BLOCKS[MOBILENET_BLOCKS.length - 1]!.pw;
-  const fcW = b.initializer('fc.weight', normal(10 * fanIn, Math.sqrt(1 / fanIn)), [10, fanIn]);
-  const fcB = b.initializer('fc.bias', new Float32Array(10), [10]);
-  const logits = b.op('Gemm', [features, fcW, fcB], { transB: 1 }, { name: 'fc' });
-  b.output(logits, DataType.FLOAT, ['N', 10]);
-  const model = b.build();
-  const g = model.graph;
-  g.producer(logits)!.output[0] = 'logits';
-  g.outputs[0]!.name = 'logits';
-  g.touch();
-  return model;
+  return classifierHead(b, features, MOBILENET_BLOCKS[MOBILENET_BLOCKS.length - 1]!.pw, normal);
 }

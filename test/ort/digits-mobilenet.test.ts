@@ -1,4 +1,4 @@
-// The MobileNet-style digit model (models/digits-mobilenet.onnx, written by scripts/train-digits-mobilenet.ts) on
+// The MobileNet-style digit model (models/digits-mobilenet.onnx, written by scripts/train-digits.ts --arch mobilenet) on
 // the 2,000 held-out MNIST digits in ORT, and static per-channel int8 of it (issue #4: within 0.5 points top-1).
 
 import { describe, it } from 'node:test';
@@ -6,35 +6,19 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadMnist, splitMnist, type MnistSet } from '../../src/data/mnist.js';
+import { loadMnist, splitMnist } from '../../src/data/mnist.js';
 import { writeNpy } from '../../src/data/npy.js';
 import { loadModel } from '../../src/io/model-file.js';
 import { buildDigitMobileNet } from '../../src/models/digits.js';
-import type { NdArray } from '../../src/ndarray.js';
 import { Model } from '../../src/onnx/ir.js';
 import { quantize } from '../../src/pipeline/quantize.js';
-import { Session } from '../../src/runtime/session.js';
+import { digitAccuracy, digitImages } from './digits-helpers.js';
 
 const MODEL = new URL('../../models/digits-mobilenet.onnx', import.meta.url).pathname;
-/** Held-out top-1 of the shipped model as trained (scripts/train-digits-mobilenet.ts, 12 epochs: 98.30%), minus a 0.3-point margin. */
+/** Held-out top-1 of the shipped model as trained (scripts/train-digits.ts --arch mobilenet, 12 epochs: 98.30%), minus a 0.3-point margin. */
 const MIN_ACCURACY = 0.98;
 const { train: trainSet, test } = splitMnist(loadMnist(), 2000);
-const images = (s: MnistSet, n = s.count): NdArray => ({ dtype: 'float32', shape: [n, 1, 28, 28], data: s.images.subarray(0, n * 784) });
 
-async function accuracy(model: Uint8Array | string, set: MnistSet): Promise<number> {
-  const s = await Session.create(model, { threads: 2 });
-  try {
-    const logits = (await s.run({ input: images(set) }))['logits']!.data as Float32Array;
-    let correct = 0;
-    for (let n = 0; n < set.count; n++) {
-      const row = logits.subarray(n * 10, n * 10 + 10);
-      if (row.indexOf(Math.max(...row)) === set.labels[n]) correct++;
-    }
-    return correct / set.count;
-  } finally {
-    await s.release();
-  }
-}
 
 describe('digit MobileNet', () => {
   it('buildDigitMobileNet: depthwise separable blocks whose depthwise widths are multiples of 16 and >= 64', () => {
@@ -53,12 +37,12 @@ describe('digit MobileNet', () => {
   });
 
   it(`models/digits-mobilenet.onnx reaches >= ${(100 * MIN_ACCURACY).toFixed(1)}% on the 2,000 held-out digits`, async (t) => {
-    assert.ok(existsSync(MODEL), `${MODEL} exists (node --import tsx scripts/train-digits-mobilenet.ts writes it)`);
+    assert.ok(existsSync(MODEL), `${MODEL} exists (node --import tsx scripts/train-digits.ts --arch mobilenet writes it)`);
     const m = new Model((await loadModel(MODEL)).model);
     assert.deepEqual(m.graph.inputs.map((v) => v.name), ['input']);
     assert.deepEqual(m.graph.outputs.map((v) => v.name), ['logits']);
     assert.ok(m.graph.nodes.filter((n) => n.opType === 'BatchNormalization').every((n) => n.output.length === 1), 'inference-mode BatchNormalization');
-    const acc = await accuracy(MODEL, test);
+    const acc = await digitAccuracy(MODEL, test);
     t.diagnostic(`held-out accuracy ${(100 * acc).toFixed(2)}%`);
     assert.ok(acc >= MIN_ACCURACY, `held-out accuracy ${acc}`);
   });
@@ -68,15 +52,15 @@ describe('digit MobileNet', () => {
     const n = 512;
     const calib = join(dir, 'calib.npy');
     const labels = join(dir, 'labels.npy');
-    writeNpy(calib, images(trainSet, n));
+    writeNpy(calib, digitImages(trainSet, n));
     writeNpy(labels, { dtype: 'int32', shape: [n], data: trainSet.labels.slice(0, n) });
     const out = join(dir, 'int8.onnx');
     const r = await quantize({ input: MODEL, output: out, mode: 'static', calib, labels, perChannel: true, threads: 2 });
     const dwConvs = r.nodes.filter((d) => d.opType === 'Conv' && /\.dw$/.test(d.node));
     assert.equal(dwConvs.length, 4, JSON.stringify(r.nodes.map((d) => d.node)));
     assert.ok(dwConvs.every((d) => d.quantized), JSON.stringify(dwConvs));
-    const fp = await accuracy(MODEL, test);
-    const q = await accuracy(out, test);
+    const fp = await digitAccuracy(MODEL, test);
+    const q = await digitAccuracy(out, test);
     t.diagnostic(`held-out top-1 float ${(100 * fp).toFixed(2)}%, int8 ${(100 * q).toFixed(2)}% (${r.sizeBytes.before} -> ${r.sizeBytes.after} bytes)`);
     assert.ok(r.fidelity.accuracy !== undefined && r.fidelity.floatAccuracy !== undefined, 'quantize() reports accuracy with labels');
     assert.ok(Math.abs(fp - q) <= 0.005, `float ${fp}, int8 ${q}`);

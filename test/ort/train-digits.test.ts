@@ -4,33 +4,17 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { loadMnist, splitMnist, type MnistSet } from '../../src/data/mnist.js';
+import { loadMnist, splitMnist } from '../../src/data/mnist.js';
 import { loadModel } from '../../src/io/model-file.js';
 import { buildDigitCnn } from '../../src/models/digits.js';
-import type { NdArray } from '../../src/ndarray.js';
 import { encodeModel } from '../../src/onnx/encode.js';
 import { Model } from '../../src/onnx/ir.js';
 import { train } from '../../src/pipeline/train.js';
-import { Session } from '../../src/runtime/session.js';
+import { digitAccuracy, digitImages } from './digits-helpers.js';
 
 const MODEL = new URL('../../models/digits-cnn.onnx', import.meta.url).pathname;
 const { train: trainSet, test } = splitMnist(loadMnist(), 2000);
-const images = (s: MnistSet): NdArray => ({ dtype: 'float32', shape: [s.count, 1, 28, 28], data: s.images });
 
-async function accuracy(model: Uint8Array | string, set: MnistSet): Promise<number> {
-  const s = await Session.create(model, { threads: 2 });
-  try {
-    const logits = (await s.run({ input: images(set) }))['logits']!.data as Float32Array;
-    let correct = 0;
-    for (let n = 0; n < set.count; n++) {
-      const row = logits.subarray(n * 10, n * 10 + 10);
-      if (row.indexOf(Math.max(...row)) === set.labels[n]) correct++;
-    }
-    return correct / set.count;
-  } finally {
-    await s.release();
-  }
-}
 
 describe('digit CNN', () => {
   it('models/digits-cnn.onnx reaches >= 98.5% on the 2,000 held-out digits', async (t) => {
@@ -39,7 +23,7 @@ describe('digit CNN', () => {
     assert.deepEqual(m.graph.inputs.map((v) => v.name), ['input']);
     assert.deepEqual(m.graph.outputs.map((v) => v.name), ['logits']);
     assert.ok(m.graph.nodes.filter((n) => n.opType === 'BatchNormalization').every((n) => n.output.length === 1), 'inference-mode BatchNormalization');
-    const acc = await accuracy(MODEL, test);
+    const acc = await digitAccuracy(MODEL, test);
     t.diagnostic(`held-out accuracy ${(100 * acc).toFixed(2)}%`);
     assert.ok(acc >= 0.985, `held-out accuracy ${acc}`);
   });
@@ -51,7 +35,7 @@ describe('digit CNN', () => {
       { inputs: { dtype: 'float32', shape: [n, 1, 28, 28], data: trainSet.images.subarray(0, n * 784) }, labels: trainSet.labels.subarray(0, n) },
       { epochs: 1, batch: 32, lr: 3e-3, schedule: 'constant', threads: 2 },
     );
-    const acc = await accuracy(encodeModel(r.model.toProto()), test);
+    const acc = await digitAccuracy(encodeModel(r.model.toProto()), test);
     t.diagnostic(`held-out accuracy after one epoch ${(100 * acc).toFixed(2)}%, ${Math.round(r.samplesPerSec)} samples/s`);
     assert.ok(acc > 0.9, `held-out accuracy ${acc}`);
   });
