@@ -20,6 +20,7 @@ import { calibrate } from '../../src/pipeline/calibrate.js';
 import { compare, type CompareResult } from '../../src/pipeline/compare.js';
 import { evaluate } from '../../src/pipeline/evaluate.js';
 import { arraySource, buildSmallCnn, normalArray } from './quantize-static-fixtures.js';
+import { toOrtNaming } from '../helpers.js';
 
 const OPTS: StaticQuantOptions = { activationType: 'uint8', weightType: 'int8', perChannel: true };
 /** The mis-calibrated tensor: conv3's output (Relu folded), quantized with its own range. */
@@ -59,25 +60,6 @@ function pairCounts(quant: Model): { activations: number; weights: number } {
 const testData = () => arraySource('x', normalArray([16, 3, 32, 32], 9));
 const layerOf = (r: CompareResult, tensor: string) => r.layers.find((l) => l.tensor === tensor)!;
 
-/** ORT's Python-quantizer naming: activation DQs write `<t>_DequantizeLinear_Output`, read by the consumers. */
-function toOrtNaming(m: Model): Model {
-  const g = m.graph;
-  for (const dq of [...g.nodes]) {
-    const q = dq.opType === 'DequantizeLinear' ? g.producer(dq.input[0]!) : undefined;
-    if (!q || q.opType !== 'QuantizeLinear' || g.isGraphOutput(dq.output[0]!)) continue;
-    const t = dq.output[0]!;
-    const producer = g.producer(q.input[0]!);
-    if (producer && q.input[0] === `${t}_float`) {
-      producer.output[producer.output.indexOf(`${t}_float`)] = t;
-      q.input[0] = t;
-    }
-    const out = `${q.input[0]}_DequantizeLinear_Output`;
-    g.replaceAllUses(t, out, { except: q });
-    dq.output[0] = out;
-    g.touch();
-  }
-  return m;
-}
 
 describe('compare on a builder CNN with one mis-calibrated layer', () => {
   it('puts the clipped layer first, with its clipping and low local SQNR; a clean calibration does not', async () => {

@@ -15,6 +15,7 @@ import { sqnrDb } from '../../src/quant/metrics.js';
 import { dequantizeLinear, quantizeLinear } from '../../src/quant/quantize.js';
 import { formatValue, renderCompareReport } from '../../src/report/compare-report.js';
 import { mulberry32 } from '../../src/rng.js';
+import { toOrtNaming } from '../helpers.js';
 
 const OPTS: StaticQuantOptions = { activationType: 'uint8', weightType: 'int8', perChannel: true };
 
@@ -49,29 +50,6 @@ function quantizeWithRanges(float: Model): Model {
   return quantizeStatic(float, ranges, OPTS).model;
 }
 
-/**
- * Rewrites a lowbit QDQ model to the naming of ORT's Python quantizer: each activation DequantizeLinear
- * writes a new `<t>_DequantizeLinear_Output` that the consumers read, and the producer keeps writing `t`.
- */
-function toOrtNaming(m: Model): Model {
-  const g = m.graph;
-  for (const dq of [...g.nodes]) {
-    const q = dq.opType === 'DequantizeLinear' ? g.producer(dq.input[0]!) : undefined;
-    if (!q || q.opType !== 'QuantizeLinear') continue;
-    const t = dq.output[0]!;
-    if (g.isGraphOutput(t)) continue;
-    const producer = g.producer(q.input[0]!);
-    if (producer && q.input[0] === `${t}_float`) {
-      producer.output[producer.output.indexOf(`${t}_float`)] = t;
-      q.input[0] = t;
-    }
-    const out = `${q.input[0]}_DequantizeLinear_Output`;
-    g.replaceAllUses(t, out, { except: q });
-    dq.output[0] = out;
-    g.touch();
-  }
-  return m;
-}
 
 describe('mapQdq on quantizeStatic output', () => {
   const float = convBnGemm();
