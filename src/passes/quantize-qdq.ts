@@ -14,6 +14,8 @@ import { computeQParams } from '../quant/qparams.js';
 import { planGraph, type NodePlan, type PlanOptions, type QdqPlan } from './qdq-plan.js';
 import { padDepthwiseChannels } from './pad-channels.js';
 import { preprocessForQuantization } from './preprocess.js';
+import { poolBeforeActivation } from './pool-first.js';
+import { narrowStem } from './rules/qdq/speed.js';
 import { bodyConstantsToInitializers, cloneModelDeep, hasBodies, hoistOuterConstants, planBodies, releaseHoisted, touchUp, type BodyPlan } from './qdq-subgraph.js';
 import { addQuantizedWeight, quantizeBias, quantizeWeight, readFloatConstant, removeIfUnused, type QuantizedWeight, type WeightClip } from './quant-weight.js';
 
@@ -145,6 +147,13 @@ function prepare(model: Model, opts: Partial<StaticQuantOptions>, isUnknownFloat
     const padded = padDepthwiseChannels(pre.model);
     pre.model = padded.model;
     for (const g of padded.padded) pre.changes.push(`padded ${g.depthwise.join(', ')} from ${g.from} to ${g.to} channels (zero channels, exact) for ORT's int8 depthwise kernel`);
+  }
+  if (opts.speedPolicy === true && !int4) {
+    // Behind a float stem, MaxPool before the activation keeps ORT from moving the int8 boundary into the pool (pool-first.ts).
+    const ctx = { graph: pre.model.graph, opset: pre.model.opset('') ?? 1 };
+    const swapped = poolBeforeActivation(pre.model, (n) => (!n.domain || n.domain === 'ai.onnx') && n.opType === 'Conv' && narrowStem(n, ctx) !== undefined);
+    pre.model = swapped.model;
+    for (const s of swapped.swaps) pre.changes.push(`MaxPool ${s.pool} moved before ${s.activation} behind the float stem (exact: the activation is monotone) so the pool keeps ORT's float kernel`);
   }
   // Preprocessing copies the main graph's nodes only: bodies get private nodes before anything edits them.
   if (hasBodies(pre.model.graph)) {

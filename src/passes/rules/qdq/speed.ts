@@ -50,7 +50,7 @@ const STEM_MAX_KERNEL = 3;
  * vs Conv 0.80 ms; end to end at batch 1 the model goes from 0.86x to 0.89x (1 thread), 0.83x to 0.92x
  * (2 threads). Counter-example kept in int8: a 3->64 7x7/2 stem (K = 147), 1.75x -> 2.56x when quantized.
  */
-function narrowStem(n: NodeProto, ctx: RuleContext): SpeedDecision | undefined {
+export function narrowStem(n: NodeProto, ctx: RuleContext): SpeedDecision | undefined {
   const x = n.input[0];
   const w = n.input[1] ? ctx.graph.initializers.get(n.input[1]) : undefined;
   if (!x || !w || !ctx.graph.isGraphInput(x) || ctx.graph.initializers.has(x)) return undefined;
