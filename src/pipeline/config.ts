@@ -4,7 +4,7 @@
 // written back (atomically) with the exclusions the accuracy gate chose.
 //
 // Schema (every key optional; a flat object):
-//   mode                 "dynamic" | "static" | "fp16" | "bf16"
+//   mode                 "dynamic" | "static" | "fp16" | "bf16" | "weight-only"
 //   method               "minmax" | "percentile" | "entropy" | "mse"
 //   movingAverage        boolean            (minmax)
 //   averagingConstant    number in (0, 1]   (minmax with movingAverage)
@@ -20,13 +20,19 @@
 //   maxDrop              number >= 0        (percentage points; the accuracy gate, src/pipeline/gate.ts)
 //   gateFallback         "float" | "int16"  (static; where the gate keeps sensitive layers)
 //   activationTypeOverrides { [node]: "uint8" | "int8" | "uint16" | "int16" }  (static; mixed precision per node)
+//   format               "qdq" | "qoperator" (static) | "matmulnbits" | "qdq" (weight-only)
+//   bits                 8 | 4 | 2          (weight-only)
+//   blockSize            integer            (weight-only; power of two in 16..256)
+//   algorithm            "rtn" | "hqq"      (weight-only)
+//   symmetric            boolean            (weight-only, rtn)
+//   accuracyLevel        integer 0..4       (weight-only, matmulnbits)
 // Paths (input, output, calib, labels) and run settings (threads) are not part of the file: they belong to
 // one run. Per-node activation types are supported (activationTypeOverrides); per-tensor ranges are not. Value ranges (e.g. percentile) are checked by resolveQuantizeOptions like any option.
 
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { LowbitError } from '../errors.js';
-import { ACTIVATION_TYPES, CALIB_METHODS, DYNAMIC_CONV, GATE_FALLBACKS, MODEL_FORMATS, QUANT_MODES, WEIGHT_TYPES, type QuantizeOptions, type ResolvedQuantizeOptions } from './options.js';
+import { ACTIVATION_TYPES, CALIB_METHODS, DYNAMIC_CONV, GATE_FALLBACKS, MODEL_FORMATS, QUANT_MODES, WEIGHT_ALGORITHMS, WEIGHT_TYPES, type QuantizeOptions, type ResolvedQuantizeOptions } from './options.js';
 
 /** The contents of a lowbit.json config file. */
 export interface QuantizeConfig {
@@ -53,6 +59,16 @@ export interface QuantizeConfig {
   format?: QuantizeOptions['format'];
   /** Dynamic mode: Conv stays float (default) or becomes ConvInteger. */
   dynamicConv?: QuantizeOptions['dynamicConv'];
+  /** Weight-only mode: bits per weight code. */
+  bits?: QuantizeOptions['bits'];
+  /** Weight-only mode: rows per block. */
+  blockSize?: number;
+  /** Weight-only mode: rtn or hqq. */
+  algorithm?: QuantizeOptions['algorithm'];
+  /** Weight-only mode: symmetric blocks. */
+  symmetric?: boolean;
+  /** Weight-only mode: MatMulNBits accuracy_level. */
+  accuracyLevel?: number;
 }
 
 type FieldType = { kind: 'enum'; values: readonly string[] } | { kind: 'boolean' } | { kind: 'number' } | { kind: 'integer' } | { kind: 'names' } | { kind: 'typeMap'; values: readonly string[] };
@@ -78,6 +94,11 @@ function schema(): Record<keyof QuantizeConfig, FieldType> {
     activationTypeOverrides: { kind: 'typeMap', values: ACTIVATION_TYPES },
     format: { kind: 'enum', values: MODEL_FORMATS },
     dynamicConv: { kind: 'enum', values: DYNAMIC_CONV },
+    bits: { kind: 'integer' },
+    blockSize: { kind: 'integer' },
+    algorithm: { kind: 'enum', values: WEIGHT_ALGORITHMS },
+    symmetric: { kind: 'boolean' },
+    accuracyLevel: { kind: 'integer' },
   };
 }
 
@@ -197,6 +218,18 @@ export function configOf(o: ResolvedQuantizeOptions, excludeNodes: readonly stri
       c.excludeOps = [...o.excludeOps];
       c.excludeNodes = [...excludeNodes];
     }
+    return c;
+  }
+  if (o.mode === 'weight-only') {
+    c.bits = o.bits;
+    c.blockSize = o.blockSize;
+    c.algorithm = o.algorithm;
+    c.symmetric = o.symmetric;
+    c.format = o.format;
+    if (o.accuracyLevel) c.accuracyLevel = o.accuracyLevel;
+    c.excludeNodes = [...excludeNodes];
+    c.excludeOps = [...o.excludeOps];
+    if (o.maxDrop !== undefined) c.maxDrop = o.maxDrop;
     return c;
   }
   if (o.mode === 'static') {

@@ -5,13 +5,16 @@ import { CALIBRATION_METHODS, givenCalibrationOptions, resolveCalibration, type 
 import { checkImagePreprocess, type ImagePreprocess } from '../data/image-options.js';
 import { LowbitError } from '../errors.js';
 import type { QuantizeConfig } from './config.js';
+import { checkWeightOnlyOptions, WEIGHT_ONLY_ALGORITHMS, type WeightOnlyAlgorithm } from '../passes/weight-only.js';
+import type { BlockBits } from '../quant/blockwise.js';
 
 /**
  * dynamic: weights quantized offline, activations at run time; static: activations calibrated (QDQ);
  * fp16: weights and activations float16 (src/passes/float16.ts); bf16: weights stored as bfloat16, computed in float32
- * (ORT's CPU provider has no bfloat16 arithmetic kernels).
+ * (ORT's CPU provider has no bfloat16 arithmetic kernels); weight-only: MatMul/Gemm weights quantized blockwise to 2, 4
+ * or 8 bits (com.microsoft MatMulNBits or blocked DequantizeLinear; src/passes/weight-only.ts), activations float.
  */
-export const QUANT_MODES = ['dynamic', 'static', 'fp16', 'bf16'] as const;
+export const QUANT_MODES = ['dynamic', 'static', 'fp16', 'bf16', 'weight-only'] as const;
 export type QuantMode = (typeof QUANT_MODES)[number];
 
 /** Calibration methods (how observed ranges become quantization ranges): src/calib/methods.ts. */
@@ -30,11 +33,21 @@ export type GateFallback = (typeof GATE_FALLBACKS)[number];
 export const ACTIVATION_TYPES = ['uint8', 'int8', 'uint16', 'int16'] as const;
 export type ActivationType = (typeof ACTIVATION_TYPES)[number];
 
-/** Static mode's output form: qdq (QuantizeLinear/DequantizeLinear pairs) or qoperator (QLinearConv, QLinearMatMul, ...; passes/qdq-to-qoperator.ts). */
-export const MODEL_FORMATS = ['qdq', 'qoperator'] as const;
+/**
+ * Static mode's output form: qdq (QuantizeLinear/DequantizeLinear pairs) or qoperator (QLinearConv, QLinearMatMul, ...;
+ * passes/qdq-to-qoperator.ts). Weight-only mode: matmulnbits (com.microsoft MatMulNBits, its default) or qdq (blocked
+ * DequantizeLinear -> MatMul, opset 21).
+ */
+export const MODEL_FORMATS = ['qdq', 'qoperator', 'matmulnbits'] as const;
 /** Dynamic mode: what Conv becomes (float by default: ORT's CPU ConvInteger measured 2.5–5x slower than its float Conv). */
 export const DYNAMIC_CONV = ['float', 'ConvInteger'] as const;
 export type ModelFormat = (typeof MODEL_FORMATS)[number];
+
+/** Weight-only mode: bits per weight code. */
+export const WEIGHT_BITS: readonly BlockBits[] = [8, 4, 2];
+/** Weight-only mode: how each block is quantized (data-free). */
+export const WEIGHT_ALGORITHMS = WEIGHT_ONLY_ALGORITHMS;
+export type WeightAlgorithm = WeightOnlyAlgorithm;
 
 /** One step of a long-running stage, for progress displays. */
 export interface ProgressEvent {
@@ -108,6 +121,19 @@ export interface QuantizeOptions {
   excludeNodes?: string[];
   /** Op types left in float (e.g. 'Softmax'). */
   excludeOps?: string[];
+  /** Weight-only mode: bits per weight code, 8, 4 (default) or 2. */
+  bits?: BlockBits;
+  /** Weight-only mode: rows of each weight quantized together, a power of two in 16..256 (default 32). */
+  blockSize?: number;
+  /** Weight-only mode: 'rtn' (round to nearest, default) or 'hqq' (optimised zero points and scales, data-free). */
+  algorithm?: WeightAlgorithm;
+  /** Weight-only mode, rtn: one zero point 2^(bits-1) for every block (no zero_points tensor). Default false. */
+  symmetric?: boolean;
+  /**
+   * Weight-only mode, matmulnbits format: MatMulNBits accuracy_level (0 unset, the default; 4 computes with
+   * activations quantized to int8 per block: faster on CPUs with int8 dot products, less exact).
+   */
+  accuracyLevel?: number;
   /** Static mode: symmetric activation ranges (zero point in the middle; stops Relu/Clip folding). Default false. */
   symmetricActivations?: boolean;
   /** Static mode: 7-bit weights (ORT's reduce_range) for CPUs without VNNI. Default false. */
@@ -263,6 +289,11 @@ const KEYS: ReadonlySet<string> = new Set<keyof QuantizeOptions>([
   'gateFallback',
   'config',
   'saveConfig',
+  'bits',
+  'blockSize',
+  'algorithm',
+  'symmetric',
+  'accuracyLevel',
 ]);
 
 function bad(message: string, hint?: string): LowbitError {
@@ -308,6 +339,21 @@ export function resolveQuantizeOptions(o: QuantizeOptions): ResolvedQuantizeOpti
   if (labels !== undefined && calib === undefined) {
     throw bad('labels need the samples they label', 'pass --calib DATA together with --labels LABELS.npy (one label per sample)');
   }
+  const weightOnly = mode === 'weight-only';
+  const weightOnlyKeys = (['bits', 'blockSize', 'algorithm', 'symmetric', 'accuracyLevel'] as const).filter((k) => o[k] !== undefined);
+  if (!weightOnly && weightOnlyKeys.length) {
+    throw bad(`${weightOnlyKeys.join(', ')} ${weightOnlyKeys.length > 1 ? 'apply' : 'applies'} to weight-only mode only`, 'pass --mode weight-only, or drop them');
+  }
+  if (weightOnly) {
+    const given: string[] = (['weightType', 'activationType', 'perChannel', 'dynamicConv', 'gateFallback', 'symmetricActivations', 'reduceRange'] as const).filter((k) => o[k] !== undefined);
+    if (Object.keys(o.activationTypeOverrides ?? {}).length) given.push('activationTypeOverrides');
+    if (given.length) throw bad(`${given.join(', ')} ${given.length > 1 ? 'do' : 'does'} not apply to weight-only mode`, 'drop them: weight-only mode quantizes MatMul/Gemm weights blockwise (--bits, --block-size, --algorithm, --symmetric) and keeps activations float');
+    if (o.format === 'qoperator') throw bad('the qoperator format applies to static mode only', 'weight-only mode writes --format matmulnbits (default) or qdq');
+    if (o.algorithm !== undefined) oneOf('algorithm', o.algorithm, WEIGHT_ALGORITHMS, 'rtn');
+    checkWeightOnlyOptions({ bits: o.bits ?? 4, blockSize: o.blockSize ?? 32, ...(o.symmetric !== undefined ? { symmetric: o.symmetric } : {}), ...(o.algorithm !== undefined ? { algorithm: o.algorithm } : {}), format: o.format === 'qdq' ? 'qdq' : 'matmulnbits', ...(o.accuracyLevel !== undefined ? { accuracyLevel: o.accuracyLevel } : {}) });
+  } else if (o.format === 'matmulnbits') {
+    throw bad('the matmulnbits format applies to weight-only mode only', 'pass --mode weight-only, or use --format qdq / qoperator (static mode)');
+  }
   const float16 = mode === 'fp16' || mode === 'bf16';
   if (float16) {
     const given: string[] = (['weightType', 'activationType', 'perChannel', 'format', 'dynamicConv', 'maxDrop', 'gateFallback', 'symmetricActivations', 'reduceRange'] as const).filter((k) => o[k] !== undefined);
@@ -325,7 +371,7 @@ export function resolveQuantizeOptions(o: QuantizeOptions): ResolvedQuantizeOpti
   if ((o.activationType === 'uint16' || o.activationType === 'int16') && mode === 'dynamic') {
     throw bad(`${o.activationType} activations need static mode`, 'pass --calib DATA (static mode); dynamic quantization computes 8-bit activations at run time');
   }
-  const format = oneOf('format', o.format, MODEL_FORMATS, 'qdq');
+  const format = oneOf('format', o.format, MODEL_FORMATS, weightOnly ? 'matmulnbits' : 'qdq');
   const dynamicConv = oneOf('dynamicConv', o.dynamicConv, DYNAMIC_CONV, 'float');
   if (o.dynamicConv !== undefined && mode !== 'dynamic') {
     throw bad('dynamicConv applies to dynamic mode only', 'drop --dynamic-conv, or quantize without --calib (dynamic mode)');
@@ -396,5 +442,10 @@ export function resolveQuantizeOptions(o: QuantizeOptions): ResolvedQuantizeOpti
     reduceRange: o.reduceRange ?? false,
     maxDrop: o.maxDrop,
     saveConfig,
+    bits: o.bits ?? 4,
+    blockSize: o.blockSize ?? 32,
+    algorithm: o.algorithm ?? 'rtn',
+    symmetric: o.symmetric ?? false,
+    accuracyLevel: o.accuracyLevel ?? 0,
   };
 }

@@ -14,6 +14,7 @@ import { Model, valueInfoTensor } from '../onnx/ir.js';
 import { DataType } from '../onnx/proto.js';
 import { DEFAULT_BLOCK, convertFloat16, type Float16Report } from '../passes/float16.js';
 import { quantizeDynamic } from '../passes/quantize-dynamic.js';
+import { quantizeWeightOnly } from '../passes/weight-only.js';
 import { compareLatency, type LatencyComparison } from './bench.js';
 import { applyQuantizeConfig, configOf, defaultConfigPath, writeQuantizeConfig } from './config.js';
 import { evaluate, type EvaluateResult } from './evaluate.js';
@@ -256,6 +257,28 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
     ({ model: quantized, report: f16 } = convertFloat16(model, float16Options(o)));
     nodes = float16Decisions(model, f16);
     rebuild = async () => ({ model: quantized, nodes }); // resolveQuantizeOptions refuses maxDrop in these modes
+  } else if (o.mode === 'weight-only') {
+    const weightOnly = (excludeNodes: string[]): { model: Model; nodes: NodeDecision[] } => {
+      const r = quantizeWeightOnly(model, {
+        bits: o.bits,
+        blockSize: o.blockSize,
+        symmetric: o.symmetric,
+        algorithm: o.algorithm,
+        // resolveQuantizeOptions refuses qoperator in this mode, and accuracyLevel with qdq
+        ...(o.format === 'qdq' ? { format: 'qdq' as const } : { format: 'matmulnbits' as const, accuracyLevel: o.accuracyLevel }),
+        excludeNodes,
+        excludeOps: o.excludeOps,
+      });
+      return {
+        model: r.model,
+        nodes: [
+          ...r.report.quantized.map((q) => ({ node: q.node, opType: q.opType, quantized: true, detail: `${q.form} (K ${q.K}, N ${q.N})` })),
+          ...r.report.skipped.map((s) => ({ node: s.node, opType: s.opType, quantized: false, detail: s.reason })),
+        ],
+      };
+    };
+    ({ model: quantized, nodes } = weightOnly(o.excludeNodes));
+    rebuild = async (ex) => weightOnly(ex);
   } else if (o.mode === 'dynamic') {
     const dynamic = (excludeNodes: string[]): { model: Model; nodes: NodeDecision[] } => {
       const r = quantizeDynamic(model, {

@@ -9,6 +9,8 @@ import {
   MODEL_FORMATS,
   DYNAMIC_CONV,
   QUANT_MODES,
+  WEIGHT_ALGORITHMS,
+  WEIGHT_BITS,
   WEIGHT_TYPES,
   resolveQuantizeOptions,
   type ActivationType,
@@ -18,6 +20,7 @@ import {
   type QuantMode,
   type QuantizeOptions,
   type QuantizeResult,
+  type WeightAlgorithm,
   type WeightType,
 } from '../../pipeline/options.js';
 import { applyQuantizeConfig } from '../../pipeline/config.js';
@@ -54,6 +57,11 @@ interface QuantizeFlags extends ImageFlags {
   gateFallback?: GateFallback;
   config?: string;
   saveConfig?: string;
+  bits?: number;
+  blockSize?: number;
+  algorithm?: WeightAlgorithm;
+  symmetric?: boolean;
+  accuracyLevel?: number;
 }
 
 /** Command-line flags -> library options; only what the user set (the library owns the defaults). */
@@ -85,6 +93,11 @@ export function toQuantizeOptions(input: string, f: QuantizeFlags): QuantizeOpti
   if (f.gateFallback !== undefined) o.gateFallback = f.gateFallback;
   if (f.config !== undefined) o.config = f.config;
   if (f.saveConfig !== undefined) o.saveConfig = f.saveConfig;
+  if (f.bits !== undefined) o.bits = f.bits as QuantizeOptions['bits'];
+  if (f.blockSize !== undefined) o.blockSize = f.blockSize;
+  if (f.algorithm !== undefined) o.algorithm = f.algorithm;
+  if (f.symmetric) o.symmetric = true;
+  if (f.accuracyLevel !== undefined) o.accuracyLevel = f.accuracyLevel;
   return o;
 }
 
@@ -106,7 +119,7 @@ export function registerQuantize(program: Command): void {
     .description('quantize a float ONNX model to int8 and measure its fidelity against the original')
     .argument('<MODEL>', 'float ONNX model file')
     .requiredOption('-o, --output <OUT>', 'where to write the quantized model (never the input)')
-    .addOption(choiceOption('--mode <mode>', "'dynamic' (weights only, activations at run time), 'static' (calibrated activations, QDQ), 'fp16' (float16 weights and compute, no calibration) or 'bf16' (bfloat16 weights, float32 compute); default: static with --calib, else dynamic", QUANT_MODES))
+    .addOption(choiceOption('--mode <mode>', "'dynamic' (weights only, activations at run time), 'static' (calibrated activations, QDQ), 'fp16' (float16 weights and compute, no calibration), 'bf16' (bfloat16 weights, float32 compute) or 'weight-only' (MatMul/Gemm weights in 8/4/2-bit blocks, activations float); default: static with --calib, else dynamic", QUANT_MODES))
     .option('--calib <DATA>', 'samples for the model inputs (.npy, .npz keyed by input name, or a folder of images: see below): calibration for static mode, verification for both')
     .option('--labels <LABELS.npy>', 'class labels of the --calib samples: adds float vs int8 top-1 accuracy to the report')
     .addOption(choiceOption('--method <method>', 'static mode: how activation ranges are chosen: minmax (extremes), percentile, entropy (KL) or mse (default: minmax)', CALIB_METHODS))
@@ -119,7 +132,12 @@ export function registerQuantize(program: Command): void {
     .addOption(choiceOption('--weight-type <type>', 'weight element type (default: int8); int4 (static mode only): weights 8x smaller than float32, MSE-clipped per-channel scales, opset 21; ORT runs those layers as float on dequantized weights, so no speed-up', WEIGHT_TYPES))
     .addOption(choiceOption('--activation-type <type>', 'activation element type (default: uint8); uint16 / int16 (static mode only, A16W8): finer activations for accuracy; ORT has no 16-bit integer kernels, those layers run as float between QuantizeLinear/DequantizeLinear, so no speed-up', ACTIVATION_TYPES))
     .addOption(choiceOption('--dynamic-conv <form>', "dynamic mode: Conv stays 'float' (default: ORT's CPU ConvInteger measured 2.5-5x slower) or becomes 'ConvInteger' (int8 weights, smaller file)", DYNAMIC_CONV))
-    .addOption(choiceOption('--format <format>', "static mode: 'qdq' (QuantizeLinear/DequantizeLinear pairs that ORT fuses; default) or 'qoperator' (QLinearConv, QLinearMatMul, com.microsoft QLinear* ops written out, for runtimes without a QDQ fuser)", MODEL_FORMATS))
+    .addOption(choiceOption('--format <format>', "static mode: 'qdq' (QuantizeLinear/DequantizeLinear pairs that ORT fuses; default) or 'qoperator' (QLinearConv, QLinearMatMul, com.microsoft QLinear* ops written out, for runtimes without a QDQ fuser); weight-only mode: 'matmulnbits' (com.microsoft MatMulNBits; default) or 'qdq' (blocked DequantizeLinear -> MatMul, opset 21)", MODEL_FORMATS))
+    .addOption(choiceOption('--bits <N>', 'weight-only: bits per weight code, 8, 4 or 2 (default: 4)', WEIGHT_BITS.map(String)).argParser((v: string) => Number(v)))
+    .addOption(new Option('--block-size <N>', 'weight-only: weight rows quantized together, a power of two in 16..256 (default: 32)').argParser(positiveInt))
+    .addOption(choiceOption('--algorithm <name>', "weight-only: 'rtn' (round to nearest, default) or 'hqq' (half-quadratic optimised zero points and scales, data-free)", WEIGHT_ALGORITHMS))
+    .addOption(new Option('--symmetric', 'weight-only, rtn: one zero point 2^(bits-1) for all blocks (no zero_points tensor)'))
+    .addOption(new Option('--accuracy-level <N>', "weight-only, matmulnbits: MatMulNBits accuracy_level 0..4 (default 0: ORT's default; 4: int8 compute of the activations)").argParser((v: string) => { if (!/^\d$/.test(v.trim())) throw new InvalidArgumentError('expected an integer 0..4.'); return Number(v); }))
     .option('--exclude-nodes <A,B>', 'node names to leave in float (comma-separated, repeatable)', nameList)
     .option('--exclude-ops <Op,...>', 'op types to leave in float, e.g. Softmax (comma-separated, repeatable)', nameList)
     .addOption(new Option('--keep-io-types', 'fp16 / bf16: keep float32 model inputs and outputs, with Casts inside (default)'))

@@ -1,0 +1,318 @@
+// Weight-only blockwise quantization: MatMul and Gemm weights quantized to 2, 4 or 8 bits in blocks along K,
+// activations left float. Two output forms: com.microsoft MatMulNBits (ONNX Runtime's weight-only kernel), or the
+// standard blocked DequantizeLinear (opset 21) feeding a float MatMul. Pure; used by pipeline/.
+
+import { attrFloat, attrInt, makeAttribute } from '../onnx/attributes.js';
+import { inferElemTypes } from '../onnx/infer.js';
+import { makeNode, type Graph, type Model } from '../onnx/ir.js';
+import { DataType, type NodeProto } from '../onnx/proto.js';
+import { dataTypeName, dimsOf, makeTensor, type TensorStorage } from '../onnx/tensor.js';
+import { LowbitError } from '../errors.js';
+import { checkBlockwiseOptions, kBlocks, packBits, packMatMulNBits, quantizeBlockwiseRtn, toBlockedDequantize, type BlockBits, type BlockQuantized } from '../quant/blockwise.js';
+import { float32ArrayToFloat16 } from '../quant/float16.js';
+import { quantizeBlockwiseHqq } from '../quant/hqq.js';
+import { cloneModel } from './preprocess.js';
+import { readFloatConstant, removeIfUnused } from './quant-weight.js';
+import { upgradeOpset } from './rules/qdq/opset.js';
+
+export const MS_DOMAIN = 'com.microsoft';
+
+/** Data-free algorithms: round-to-nearest, or HQQ's optimised zero points and scales (src/quant/hqq.ts). */
+export const WEIGHT_ONLY_ALGORITHMS = ['rtn', 'hqq'] as const;
+export type WeightOnlyAlgorithm = (typeof WEIGHT_ONLY_ALGORITHMS)[number];
+
+/** matmulnbits: com.microsoft MatMulNBits; qdq: DequantizeLinear (blocked, opset 21) -> MatMul. */
+export const WEIGHT_ONLY_FORMATS = ['matmulnbits', 'qdq'] as const;
+export type WeightOnlyFormat = (typeof WEIGHT_ONLY_FORMATS)[number];
+
+/** MatMulNBits' accuracy_level values: 0 unset (the kernel's default), 1 fp32, 2 fp16, 3 bf16, 4 int8 compute of A. */
+export const ACCURACY_LEVELS = [0, 1, 2, 3, 4] as const;
+
+/** Options of {@link quantizeWeightOnly}. */
+export interface WeightOnlyOptions {
+  bits: BlockBits;
+  /** Rows of B per block: a power of two in 16..256. */
+  blockSize: number;
+  /** Zero point fixed at 2^(bits-1) (no zero_points input); default false (one zero point per block). rtn only. */
+  symmetric?: boolean;
+  /** Default 'rtn'. 'hqq' is asymmetric. */
+  algorithm?: WeightOnlyAlgorithm;
+  /**
+   * Overrides `algorithm`: quantizes one weight (B as row-major [K, N] float32) to a BlockQuantized with these bits
+   * and block size (GPTQ plugs in here). Called once per distinct weight.
+   */
+  quantizeWeight?: (name: string, w: Float32Array, K: number, N: number) => BlockQuantized;
+  /** Default 'matmulnbits'. */
+  format?: WeightOnlyFormat;
+  /** MatMulNBits accuracy_level (0..4, default 0: attribute left out). matmulnbits format only. */
+  accuracyLevel?: number;
+  /** Node names to leave float. */
+  excludeNodes?: string[];
+  /** Op types to leave float ('MatMul', 'Gemm'). */
+  excludeOps?: string[];
+}
+
+export interface WeightOnlyEntry {
+  node: string;
+  opType: string;
+}
+
+/** What was quantized (form, K, N) and what was left float (and why). */
+export interface WeightOnlyReport {
+  quantized: (WeightOnlyEntry & { form: string; K: number; N: number })[];
+  skipped: (WeightOnlyEntry & { reason: string })[];
+}
+
+function bad(message: string, hint: string): LowbitError {
+  return new LowbitError('BAD_OPTION', message, hint);
+}
+
+/**
+ * Checks weight-only options and fills in defaults (the `quantizeWeight` hook aside).
+ * @throws LowbitError BAD_OPTION for bad bits / blockSize / algorithm / format / accuracyLevel, symmetric hqq, 2-bit qdq
+ */
+export function checkWeightOnlyOptions(o: WeightOnlyOptions): Required<Omit<WeightOnlyOptions, 'quantizeWeight'>> {
+  checkBlockwiseOptions(o);
+  const algorithm = o.algorithm ?? 'rtn';
+  if (!(WEIGHT_ONLY_ALGORITHMS as readonly string[]).includes(algorithm)) throw bad(`algorithm ${JSON.stringify(algorithm)} is not supported`, `use one of: ${WEIGHT_ONLY_ALGORITHMS.join(', ')}`);
+  const format = o.format ?? 'matmulnbits';
+  if (!(WEIGHT_ONLY_FORMATS as readonly string[]).includes(format)) throw bad(`format ${JSON.stringify(format)} is not a weight-only format`, `use one of: ${WEIGHT_ONLY_FORMATS.join(', ')}`);
+  const accuracyLevel = o.accuracyLevel ?? 0;
+  if (!(ACCURACY_LEVELS as readonly number[]).includes(accuracyLevel)) throw bad(`accuracyLevel must be 0..4 (got ${JSON.stringify(o.accuracyLevel)})`, '0 leaves it to ONNX Runtime; 4 computes with int8-quantized activations');
+  if (o.accuracyLevel !== undefined && format !== 'matmulnbits') throw bad('accuracyLevel applies to the matmulnbits format only', 'drop --accuracy-level, or use --format matmulnbits');
+  if (o.symmetric !== undefined && typeof o.symmetric !== 'boolean') throw bad('symmetric must be true or false', 'pass symmetric: true or false');
+  if (o.symmetric && algorithm === 'hqq' && !o.quantizeWeight) throw bad('hqq optimises a zero point per block: it has no symmetric form', 'drop --symmetric, or use --algorithm rtn');
+  if (format === 'qdq' && o.bits === 2) {
+    throw bad('2-bit weights in DequantizeLinear need INT2/UINT2 tensors (opset 25); lowbit writes opset 21 at most', 'use --format matmulnbits for 2 bits (ONNX Runtime runs 2-bit MatMulNBits), or --bits 4');
+  }
+  return { bits: o.bits, blockSize: o.blockSize, symmetric: o.symmetric ?? false, algorithm, format, accuracyLevel, excludeNodes: o.excludeNodes ?? [], excludeOps: o.excludeOps ?? [] };
+}
+
+function label(node: NodeProto, index: number): string {
+  return node.name || `(unnamed ${node.opType} #${index})`;
+}
+
+/** A weight prepared for one form: the tensor names the replacement nodes read. */
+interface PreparedWeight {
+  K: number;
+  N: number;
+  /** MatMulNBits: B, scales, [zero_points]; qdq: the DequantizeLinear output. */
+  inputs: string[];
+}
+
+/** How the node's weight is read: which constant, transposed (Gemm transB) and scaled (Gemm alpha). */
+interface WeightRef {
+  name: string;
+  transposed: boolean;
+  alpha: number;
+}
+
+/**
+ * Weight-only quantization of the main graph: MatMul and Gemm nodes whose B is a float32 or float16 constant of
+ * rank 2 get B quantized blockwise along K (bits, blockSize; RTN, HQQ or the `quantizeWeight` hook) and become
+ * com.microsoft MatMulNBits (attributes K, N, bits, block_size, accuracy_level; scales in A's float type; Gemm's C,
+ * times beta, as its bias input when C is a constant vector, else an Add), or, with `format: 'qdq'`, a blocked
+ * DequantizeLinear (axis 0, block_size; symmetric: int4/int8 without zero point, else uint4/uint8 with one) feeding
+ * the float MatMul — the opset raised to 21 for it. Gemm's transB is folded into the weight, alpha too. A weight
+ * read by several nodes is quantized once. Float weights nothing reads any more are removed. Left float, with a
+ * reason: weights that are graph inputs, computed weights, batched (rank 3+) weights, other element types, Gemm
+ * with transA, excluded nodes and op types. If/Loop/Scan bodies are not visited. The input model is not modified.
+ * @throws LowbitError BAD_OPTION for bad options (bits, blockSize, algorithm, format, accuracyLevel, 2-bit qdq);
+ *   UNSUPPORTED_MODEL when the qdq form needs opset 21 and the model cannot be raised to it; NON_FINITE for
+ *   NaN/Infinity weights; BAD_DATA / EXTERNAL_DATA for weights that cannot be read.
+ */
+export function quantizeWeightOnly(model: Model, opts: WeightOnlyOptions): { model: Model; report: WeightOnlyReport } {
+  const o = checkWeightOnlyOptions(opts);
+  const out = cloneModel(model);
+  const g = out.graph;
+  const report: WeightOnlyReport = { quantized: [], skipped: [] };
+  const excludeNodes = new Set(o.excludeNodes);
+  const excludeOps = new Set(o.excludeOps);
+  const types = inferElemTypes(g);
+  const irVersion = out.rest.irVersion ?? 8n;
+
+  // Pass 1: which nodes can be rewritten, and the weight each reads.
+  const todo: { node: NodeProto; entry: WeightOnlyEntry; ref: WeightRef; floatType: number }[] = [];
+  g.nodes.forEach((node, index) => {
+    const op = node.opType ?? '';
+    if ((node.domain ?? '') !== '' && node.domain !== 'ai.onnx') return;
+    if (op !== 'MatMul' && op !== 'Gemm') return;
+    const entry = { node: label(node, index), opType: op };
+    const skip = (reason: string): void => void report.skipped.push({ ...entry, reason });
+    if (node.name && excludeNodes.has(node.name)) return skip('excluded by node name');
+    if (excludeOps.has(op)) return skip('excluded by op type');
+    const b = node.input[1] ?? '';
+    if (g.isGraphInput(b)) return skip(`weight '${b}' is a graph input (fed at run time), not a constant`);
+    if (irVersion >= 4n && g.initializers.has(b) && g.inputs.some((v) => v.name === b)) return skip(`weight '${b}' is also a graph input (a caller may override it): left float`);
+    const t = g.constant(b);
+    if (!t) return skip(`weight '${b}' is computed at run time (not a constant): activation x activation products stay float`);
+    if (t.dataType !== DataType.FLOAT && t.dataType !== DataType.FLOAT16) return skip(`weight '${b}' is ${dataTypeName(t.dataType)}: only FLOAT and FLOAT16 weights are quantized`);
+    const dims = dimsOf(t);
+    if (dims.length !== 2) return skip(`weight '${b}' has rank ${dims.length} (shape [${dims.join(', ')}]): only 2-D weights [K, N] are blockwise-quantized`);
+    let ref: WeightRef = { name: b, transposed: false, alpha: 1 };
+    if (op === 'Gemm') {
+      if (attrInt(node, 'transA', 0) !== 0) return skip('Gemm with transA = 1: A is not [M, K]');
+      const beta = attrFloat(node, 'beta', 1);
+      const c = node.input[2];
+      if (c && beta !== 1 && !g.constant(c)) return skip('Gemm with beta != 1 and a computed C');
+      ref = { name: b, transposed: attrInt(node, 'transB', 0) !== 0, alpha: attrFloat(node, 'alpha', 1) };
+    }
+    const aType = types.get(node.input[0] ?? '');
+    const floatType = aType === DataType.FLOAT16 || (aType === undefined && t.dataType === DataType.FLOAT16) ? DataType.FLOAT16 : DataType.FLOAT;
+    if (aType !== undefined && aType !== DataType.FLOAT && aType !== DataType.FLOAT16) return skip(`input A is ${dataTypeName(aType)}: MatMulNBits takes FLOAT or FLOAT16 activations`);
+    todo.push({ node, entry, ref, floatType });
+  });
+
+  if (todo.length && o.format === 'qdq') {
+    const from = out.opset('') ?? 1;
+    if (from < 21) {
+      const up = upgradeOpset(g, from, 21);
+      if (!up.upgraded) {
+        throw new LowbitError('UNSUPPORTED_MODEL', `the qdq form needs opset 21 (blocked DequantizeLinear), and this opset-${from} model cannot be raised to it: ${up.blockers.slice(0, 3).join('; ')}`, 'use --format matmulnbits (com.microsoft MatMulNBits works at any opset)');
+      }
+      out.setOpset('', up.to);
+    }
+    if (irVersion < 10n) out.rest.irVersion = 10n; // INT4 / UINT4 tensors and opset 21 need IR version 10
+  }
+
+  // Pass 2: quantize each distinct weight once, rewrite the nodes.
+  const cache = new Map<string, PreparedWeight>();
+  const released = new Set<string>();
+  const prepare = (ref: WeightRef, floatType: number): PreparedWeight => {
+    const key = `${ref.name}\u0000${ref.transposed}\u0000${ref.alpha}\u0000${floatType}`;
+    const hit = cache.get(key);
+    if (hit) return hit;
+    const c = readFloatConstant(g, ref.name);
+    let [K, N] = c.dims as [number, number];
+    let w = c.data;
+    if (ref.transposed) {
+      [K, N] = [N, K];
+      const tw = new Float32Array(K * N);
+      for (let k = 0; k < K; k++) for (let n = 0; n < N; n++) tw[k * N + n] = w[n * K + k]!;
+      w = tw;
+    }
+    if (ref.alpha !== 1) w = w.map((v) => v * ref.alpha);
+    const q = quantizeOne(o, opts.quantizeWeight, ref.name, w, K, N);
+    const p = o.format === 'matmulnbits' ? addMatMulNBitsTensors(g, ref.name, q, floatType) : addDequantize(g, ref.name, q, floatType);
+    cache.set(key, p);
+    released.add(ref.name);
+    return p;
+  };
+
+  for (const { node, entry, ref, floatType } of todo) {
+    const p = prepare(ref, floatType);
+    const nodes: NodeProto[] = [];
+    const y = node.output[0]!;
+    const name = node.name || g.freshName(node.opType!);
+    let bias: string | undefined;
+    let addC: string | undefined;
+    if (node.opType === 'Gemm' && node.input[2]) {
+      const c = node.input[2];
+      const beta = attrFloat(node, 'beta', 1);
+      const ct = g.constant(c);
+      const cDims = ct ? dimsOf(ct) : undefined;
+      const vector = ct && (ct.dataType === DataType.FLOAT || ct.dataType === DataType.FLOAT16) && cDims!.reduce((a, d) => a * d, 1) === p.N && cDims![cDims!.length - 1] === p.N;
+      if (vector) {
+        const data = readFloatConstant(g, c).data.map((v) => v * beta);
+        bias = addFloatTensor(g, `${c}_bias`, [p.N], data, floatType);
+        released.add(c);
+      } else if (ct && beta !== 1) {
+        const dims = dimsOf(ct);
+        addC = addFloatTensor(g, `${c}_scaled`, dims, readFloatConstant(g, c).data.map((v) => v * beta), ct.dataType === DataType.FLOAT16 ? DataType.FLOAT16 : DataType.FLOAT);
+        released.add(c);
+      } else addC = c;
+    }
+    const mmOut = addC !== undefined || (bias !== undefined && o.format === 'qdq') ? g.freshName(`${y}_matmul`) : y;
+    if (o.format === 'matmulnbits') {
+      const attrs = [
+        makeAttribute('K', p.K),
+        makeAttribute('N', p.N),
+        makeAttribute('bits', o.bits),
+        makeAttribute('block_size', o.blockSize),
+        ...(o.accuracyLevel ? [makeAttribute('accuracy_level', o.accuracyLevel)] : []),
+      ];
+      const inputs = [node.input[0]!, ...p.inputs];
+      if (bias !== undefined) {
+        while (inputs.length < 5) inputs.push('');
+        inputs.push(bias);
+      }
+      nodes.push(makeNode('MatMulNBits', inputs, [bias !== undefined && addC === undefined ? y : mmOut], { name, domain: MS_DOMAIN, attribute: attrs }));
+    } else {
+      nodes.push(makeNode('MatMul', [node.input[0]!, p.inputs[0]!], [mmOut], { name }));
+      if (bias !== undefined) nodes.push(makeNode('Add', [mmOut, bias], [y], { name: g.freshName(`${name}_bias`) }));
+    }
+    if (addC !== undefined) nodes.push(makeNode('Add', [mmOut, addC], [y], { name: g.freshName(`${name}_c`) }));
+    g.replaceNode(node, nodes);
+    report.quantized.push({ ...entry, form: formLabel(o, opts.quantizeWeight !== undefined), K: p.K, N: p.N });
+  }
+  for (const name of released) removeIfUnused(g, name);
+  if (todo.length && o.format === 'matmulnbits' && out.opset(MS_DOMAIN) === undefined) out.setOpset(MS_DOMAIN, 1);
+  if (todo.length) g.sortInPlace();
+  return { model: out, report };
+}
+
+/** The report's form, e.g. "MatMulNBits 4-bit, block 32, asym, rtn". */
+function formLabel(o: Required<Omit<WeightOnlyOptions, 'quantizeWeight'>>, hook: boolean): string {
+  const what = o.format === 'matmulnbits' ? 'MatMulNBits' : 'DequantizeLinear (blocked) + MatMul';
+  const algo = hook ? 'custom' : o.algorithm;
+  return `${what} ${o.bits}-bit, block ${o.blockSize}, ${o.symmetric && !hook ? 'sym' : 'asym'}, ${algo}${o.accuracyLevel ? `, accuracy_level ${o.accuracyLevel}` : ''}`;
+}
+
+function quantizeOne(o: Required<Omit<WeightOnlyOptions, 'quantizeWeight'>>, hook: WeightOnlyOptions['quantizeWeight'], name: string, w: Float32Array, K: number, N: number): BlockQuantized {
+  if (hook) {
+    const q = hook(name, w, K, N);
+    if (q.K !== K || q.N !== N || q.bits !== o.bits || q.blockSize !== o.blockSize || q.q.length !== N * kBlocks(K, o.blockSize) * o.blockSize) {
+      throw new LowbitError('BAD_DATA', `quantizeWeight returned a ${q.bits}-bit [${q.K}, ${q.N}] block-${q.blockSize} weight for '${name}', expected ${o.bits}-bit [${K}, ${N}] block ${o.blockSize}`, 'return quantizeWeight results with the pass\'s bits and blockSize and the weight\'s shape');
+    }
+    return q;
+  }
+  if (o.algorithm === 'hqq') return quantizeBlockwiseHqq(w, K, N, { bits: o.bits, blockSize: o.blockSize });
+  return quantizeBlockwiseRtn(w, K, N, { bits: o.bits, blockSize: o.blockSize, symmetric: o.symmetric });
+}
+
+/** A float initializer in `floatType` (FLOAT or FLOAT16); returns its name. */
+function addFloatTensor(g: Graph, base: string, dims: number[], data: Float32Array, floatType: number): string {
+  const name = g.freshName(base);
+  const storage: TensorStorage = floatType === DataType.FLOAT16 ? float32ArrayToFloat16(data) : data;
+  g.setInitializer(makeTensor(name, floatType, dims, storage));
+  return name;
+}
+
+function addMatMulNBitsTensors(g: Graph, weight: string, q: BlockQuantized, floatType: number): PreparedWeight {
+  const nb = kBlocks(q.K, q.blockSize);
+  const p = packMatMulNBits(q);
+  const b = g.freshName(`${weight}_Q${q.bits}`);
+  g.setInitializer(makeTensor(b, DataType.UINT8, [q.N, nb, (q.blockSize * q.bits) / 8], p.B));
+  const scales = addFloatTensor(g, `${weight}_scales`, [q.N * nb], p.scales, floatType);
+  const inputs = [b, scales];
+  if (p.zeroPoints) {
+    const zp = g.freshName(`${weight}_zp`);
+    g.setInitializer(makeTensor(zp, DataType.UINT8, [p.zeroPoints.length], p.zeroPoints));
+    inputs.push(zp);
+  }
+  return { K: q.K, N: q.N, inputs };
+}
+
+function addDequantize(g: Graph, weight: string, q: BlockQuantized, floatType: number): PreparedWeight {
+  const nb = kBlocks(q.K, q.blockSize);
+  const t = toBlockedDequantize(q);
+  const four = q.bits === 4;
+  const dataType = four ? (t.signed ? DataType.INT4 : DataType.UINT4) : t.signed ? DataType.INT8 : DataType.UINT8;
+  const pack = (v: Int8Array | Uint8Array): TensorStorage => (four ? packBits(Uint8Array.from(v, (c) => c & 0x0f), 4) : v);
+  const x = g.freshName(`${weight}_q${q.bits}`);
+  g.setInitializer(makeTensor(x, dataType, [q.K, q.N], pack(t.x)));
+  const scale = addFloatTensor(g, `${weight}_scale`, [nb, q.N], t.scale, floatType);
+  const inputs = [x, scale];
+  if (t.zeroPoint) {
+    const zp = g.freshName(`${weight}_zero_point`);
+    g.setInitializer(makeTensor(zp, dataType, [nb, q.N], pack(t.zeroPoint)));
+    inputs.push(zp);
+  }
+  const y = g.freshName(`${weight}_dequantized`);
+  const dq = makeNode('DequantizeLinear', inputs, [y], {
+    name: g.freshName(`${weight}_DequantizeLinear`),
+    attribute: [makeAttribute('axis', 0), makeAttribute('block_size', q.blockSize)],
+  });
+  g.addNodes([dq], 0);
+  return { K: q.K, N: q.N, inputs: [y] };
+}
