@@ -99,6 +99,8 @@ const msRules: Record<string, TypeRule> = {
   DynamicQuantizeMatMul: fixed(DataType.FLOAT),
   MatMulIntegerToFloat: fixed(DataType.FLOAT),
   MatMulNBits: sameAsInput(0),
+  MatMulBnb4: sameAsInput(0),
+  GatherBlockQuantized: sameAsInput(2), // dequantized into the scales' type
   QLinearAdd: sameAsInput(7),
   QLinearMul: sameAsInput(7),
   QLinearGlobalAveragePool: sameAsInput(0),
