@@ -1,5 +1,6 @@
 // Node-side model files: load an .onnx (one read; tensors are views of it) with its external
-// data resolved safely, and save atomically, moving big initializers to a side file when the
+// data resolved safely (read, left external, or streamed: read on each use), and save
+// atomically, writing big initializers tensor by tensor to a side file (or shards) when the
 // model would pass protobuf's 2 GiB limit. Imported by pipeline/ and cli/.
 
 import { closeSync, openSync, readFileSync, readSync, realpathSync, statSync, type Stats } from 'node:fs';
@@ -9,12 +10,20 @@ import { basename, dirname, join, resolve, sep } from 'node:path';
 import { LowbitError } from '../errors.js';
 import { decodeModel } from '../onnx/decode.js';
 import { encodeModelChunks } from '../onnx/encode.js';
-import { externalDataInfo, forEachTensor, isExternal, planExternalData } from '../onnx/external-data.js';
+import { deferredData, setDeferred } from '../onnx/deferred.js';
+import { externalDataInfo, forEachTensor, isExternal, planExternalShards, shardLocation } from '../onnx/external-data.js';
 import type { ModelProto, TensorProto } from '../onnx/proto.js';
 
 export interface LoadOptions {
-  /** 'load' (default): read external tensors into rawData. 'lazy': leave them external; read them with readExternalData(). */
-  externalData?: 'load' | 'lazy';
+  /**
+   * 'load' (default): read external tensors into rawData. 'lazy': leave them external (unreadable
+   * until read with readExternalData()). 'stream': leave the bytes on disk; every read of a tensor's
+   * values (tensorStorage, tensorBytes, encoding, saveModel) reads it from the file at that moment
+   * and keeps nothing, so a model larger than memory can be converted tensor by tensor. The
+   * tensors become deferred (src/onnx/deferred.ts): no longer marked external, their sources are
+   * in `externalSources`. Do not replace the data files while the model is in use.
+   */
+  externalData?: 'load' | 'lazy' | 'stream';
 }
 
 /** Where an external tensor's bytes came from. */
@@ -102,13 +111,23 @@ function inline(t: TensorProto, bytes: Uint8Array): void {
   delete t.dataLocation;
 }
 
+/** The tensor's bytes stay in the file (already resolved and bounds-checked): read on each use, never kept. */
+function stream(t: TensorProto, src: ExternalSource): void {
+  setDeferred(t, { byteLength: src.length, file: src.file, read: () => readRangeSync(src) });
+}
+
 function plain(b: Buffer): Uint8Array {
   return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
 }
 
 function readRangeSync(src: ExternalSource): Uint8Array {
   const out = new Uint8Array(src.length);
-  const fd = openSync(src.file, 'r');
+  let fd: number;
+  try {
+    fd = openSync(src.file, 'r');
+  } catch (e) {
+    throw new LowbitError('EXTERNAL_DATA', `external data file '${src.location}' of tensor '${src.tensorName}' cannot be read: ${(e as Error).message}`, 'keep the data files next to the model while it is in use', { cause: e });
+  }
   try {
     for (let done = 0; done < src.length; ) {
       const n = readSync(fd, out, done, src.length - done, src.offset + done);
@@ -152,7 +171,8 @@ export async function loadModel(path: string, opts: LoadOptions = {}): Promise<L
     throw ioError(e, abs, 'cannot read the model');
   }
   const [loaded, found] = decodeLoaded(abs, bytes);
-  if (opts.externalData !== 'lazy') for (const [t, src] of found) inline(t, await readExternalData(src));
+  if (opts.externalData === 'stream') for (const [t, src] of found) stream(t, src);
+  else if (opts.externalData !== 'lazy') for (const [t, src] of found) inline(t, await readExternalData(src));
   return loaded;
 }
 
@@ -167,7 +187,8 @@ export function loadModelSync(path: string, opts: LoadOptions = {}): LoadedModel
     throw ioError(e, abs, 'cannot read the model');
   }
   const [loaded, found] = decodeLoaded(abs, bytes);
-  if (opts.externalData !== 'lazy') for (const [t, src] of found) inline(t, readRangeSync(src));
+  if (opts.externalData === 'stream') for (const [t, src] of found) stream(t, src);
+  else if (opts.externalData !== 'lazy') for (const [t, src] of found) inline(t, readRangeSync(src));
   return loaded;
 }
 
@@ -184,20 +205,36 @@ export interface SaveOptions {
   externalDataThreshold?: number;
   /** Side file name, relative to the model's folder. Default `<model file name>.data`. */
   externalDataName?: string;
-  /** Write the side file even when the model would fit in 2 GiB. */
+  /**
+   * true: write external data even when the model would fit in 2 GiB. false: only past 2 GiB. Default: external
+   * data when the model holds deferred tensors (streamed or produced: writing them inline would hold them all),
+   * else only past 2 GiB.
+   */
   forceExternal?: boolean;
   /** The file the model was loaded from: saving over it is refused. */
   inputPath?: string;
   /** Offsets in the side file are multiples of this (mmap-friendly, as ONNX Runtime expects). Default 4096. */
   alignment?: number;
+  /**
+   * Split the side data into files of at most this many bytes: `<name>`, `<name>_1`, `<name>_2`, ... with `<name>`
+   * defaulting to `<model file name>_data` (transformers.js's `model.onnx_data`, `model.onnx_data_1`, ..., loaded
+   * with `use_external_data_format: <shard count>`). A tensor larger than this gets a file of its own. Browsers
+   * need each file under 2 GiB. Does not by itself move data out of a model that fits (see forceExternal).
+   */
+  shardSize?: number;
+  /** Called after each external tensor is written, with bytes written so far and the total. */
+  onProgress?: (doneBytes: number, totalBytes: number) => void;
 }
 
 export interface SaveResult {
   path: string;
   bytes: number;
-  /** Set when a side file was written. */
+  /** Set when a side file was written: the first one. */
   dataPath?: string;
+  /** Bytes of all side files together. */
   dataBytes?: number;
+  /** Every side file written, in order (one unless shardSize split them). */
+  dataPaths?: string[];
   externalTensors: number;
 }
 
@@ -250,11 +287,18 @@ async function writeChunks(fh: FileHandle, chunks: { offset: number; bytes: Uint
 }
 
 /**
- * Saves a model atomically. Initializers of at least `externalDataThreshold` bytes go to the
- * side file `<name>.data` (written atomically first, offsets aligned) when the model would
- * pass protobuf's 2 GiB limit, or always with `forceExternal`. The caller's model is not mutated.
- * @throws LowbitError SAME_INPUT_OUTPUT, BAD_OPTION, UNSAFE_PATH (externalDataName),
- *   EXTERNAL_DATA (tensors still external, from a lazy load), UNSUPPORTED_MODEL (too big even so)
+ * Saves a model atomically. Initializers of at least `externalDataThreshold` bytes go to external
+ * data when the model would pass protobuf's 2 GiB limit, when it holds deferred tensors (streamed
+ * from disk or produced by a pass: src/onnx/deferred.ts; `forceExternal: false` keeps them
+ * inline), or always with `forceExternal`. External data goes to `<name>.data`, or to shards of at
+ * most `shardSize` bytes (`<name>_data`, `<name>_data_1`, ...), offsets aligned. Tensors are
+ * written one at a time (read or produced, written, dropped), each side file through a temp file
+ * and rename, before the model file, so a model on disk never points at missing data: peak memory
+ * is the largest tensor plus the model without its data. Side files left by an earlier save with
+ * more shards are not removed. The caller's model is not mutated.
+ * @throws LowbitError SAME_INPUT_OUTPUT (the model, or a data file a streamed tensor is read
+ *   from), BAD_OPTION, UNSAFE_PATH (externalDataName), EXTERNAL_DATA (tensors still external, from
+ *   a lazy load, or a streamed file that can no longer be read), UNSUPPORTED_MODEL (too big even so)
  */
 export async function saveModel(model: ModelProto, path: string, opts: SaveOptions = {}): Promise<SaveResult> {
   const out = resolve(path);
@@ -262,35 +306,64 @@ export async function saveModel(model: ModelProto, path: string, opts: SaveOptio
   const alignment = opts.alignment ?? 4096;
   if (!Number.isSafeInteger(threshold) || threshold < 0) throw new LowbitError('BAD_OPTION', `externalDataThreshold must be a non-negative integer, got ${threshold}`, 'pass a size in bytes, e.g. 1048576');
   if (!Number.isSafeInteger(alignment) || alignment < 1) throw new LowbitError('BAD_OPTION', `alignment must be a positive integer, got ${alignment}`, 'use 4096 (the page size)');
+  if (opts.shardSize !== undefined && (!Number.isSafeInteger(opts.shardSize) || opts.shardSize < 1)) {
+    throw new LowbitError('BAD_OPTION', `shardSize must be a positive integer number of bytes, got ${opts.shardSize}`, 'pass e.g. 536870912 (512 MiB); browsers need files under 2 GiB');
+  }
   if (!statSync(dirname(out), { throwIfNoEntry: false })?.isDirectory()) {
     throw new LowbitError('FILE_NOT_FOUND', `cannot write '${out}': folder '${dirname(out)}' does not exist`, 'create the output folder first');
   }
   if (opts.inputPath !== undefined && sameFile(resolve(opts.inputPath), out)) {
     throw new LowbitError('SAME_INPUT_OUTPUT', `refusing to overwrite the input model '${out}'`, 'choose a different output path');
   }
+  const sources = new Set<string>();
+  let deferredCount = 0;
   forEachTensor(model, (t) => {
     if (isExternal(t) && !t.rawData) throw new LowbitError('EXTERNAL_DATA', `tensor '${t.name ?? ''}' still refers to external data that was not loaded`, "load the model with loadModel() (not externalData: 'lazy') before saving it");
+    const d = deferredData(t);
+    if (d) {
+      deferredCount++;
+      if (d.file) sources.add(d.file);
+    }
   });
 
-  const plan = planExternalData(model, { location: opts.externalDataName ?? `${basename(out)}.data`, threshold, alignment, force: opts.forceExternal });
-  let dataPath: string | undefined;
-  if (plan && plan.chunks.length > 0) {
-    dataPath = join(dirname(out), plan.location);
-    if (dataPath === out) throw new LowbitError('BAD_OPTION', `externalDataName '${plan.location}' is the model file itself`, 'use e.g. model.onnx.data');
-    if (plan.location.includes('/')) await mkdir(dirname(dataPath), { recursive: true });
-    // The side file goes first, so a model on disk never points at missing data.
-    await writeAtomic(dataPath, (fh) => writeChunks(fh, plan.chunks));
+  const location = opts.externalDataName ?? (opts.shardSize !== undefined ? `${basename(out)}_data` : `${basename(out)}.data`);
+  const force = opts.forceExternal ?? deferredCount > 0;
+  const plan = planExternalShards(model, { location, threshold, alignment, force, shardSize: opts.shardSize });
+  const dataPaths: string[] = [];
+  if (plan) {
+    const total = plan.dataBytes;
+    let done = 0;
+    for (const shard of plan.shards) {
+      const dataPath = join(dirname(out), shard.location);
+      if (dataPath === out) throw new LowbitError('BAD_OPTION', `externalDataName '${shard.location}' is the model file itself`, 'use e.g. model.onnx.data');
+      for (const src of sources) {
+        if (sameFile(src, dataPath)) {
+          throw new LowbitError('SAME_INPUT_OUTPUT', `refusing to overwrite '${dataPath}': tensors of the model are still read from it`, 'save next to another model name, or to another folder');
+        }
+      }
+      if (shard.location.includes('/')) await mkdir(dirname(dataPath), { recursive: true });
+      // Side files go first, so a model on disk never points at missing data.
+      await writeAtomic(dataPath, async (fh) => {
+        for (const item of shard.items) {
+          await writeChunks(fh, [{ offset: item.offset, bytes: item.read() }]);
+          done += item.length;
+          opts.onProgress?.(done, total);
+        }
+      });
+      dataPaths.push(dataPath);
+    }
   }
-  // Big raw_data go from the model's own arrays to the file: no serialized copy in memory.
+  // The model without its external data; small deferred tensors are read into it here.
   const parts = encodeModelChunks(plan?.model ?? model);
   let size = 0;
   const chunks = parts.map((bytes) => ({ offset: (size += bytes.length) - bytes.length, bytes }));
   await writeAtomic(out, (fh) => writeChunks(fh, chunks));
-  const result: SaveResult = { path: out, bytes: size, externalTensors: plan?.chunks.length ?? 0 };
-  if (dataPath) {
-    result.dataPath = dataPath;
+  const externalTensors = plan?.shards.reduce((n, s) => n + s.items.length, 0) ?? 0;
+  const result: SaveResult = { path: out, bytes: size, externalTensors };
+  if (dataPaths.length > 0) {
+    result.dataPath = dataPaths[0];
     result.dataBytes = plan?.dataBytes;
+    result.dataPaths = dataPaths;
   }
   return result;
 }
-

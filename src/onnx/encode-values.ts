@@ -3,6 +3,7 @@
 // Pure; import the public functions through encode.ts.
 
 import { LowbitError } from '../errors.js';
+import { deferredData, readDeferred } from './deferred.js';
 import type * as P from './proto.js';
 import { LITTLE_ENDIAN, Writer, bigVarintSize, int32Size, utf8Length, varintSize } from './wire.js';
 
@@ -16,6 +17,8 @@ export interface Sink {
   float(tag: number, v: number): void;
   str(tag: number, s: string): void;
   bytes(tag: number, b: Uint8Array): void;
+  /** A bytes field of known length whose payload is read only when written (deferred tensor data). */
+  lazyBytes(tag: number, length: number, read: () => Uint8Array): void;
   msg<T>(tag: number, m: T, body: Body<T>): void;
   packedFixed(tag: number, a: Float32Array | Float64Array): void;
   packedInt32(tag: number, a: Int32Array): void;
@@ -57,6 +60,10 @@ class Sizer implements Sink {
   bytes(tag: number, b: Uint8Array): void {
     this.n += varintSize(tag) + varintSize(b.length) + b.length;
     if (b.length >= this.cutAt) this.spliced += b.length;
+  }
+  lazyBytes(tag: number, length: number): void {
+    this.n += varintSize(tag) + varintSize(length) + length;
+    if (length >= this.cutAt) this.spliced += length;
   }
   msg<T>(tag: number, m: T, body: Body<T>): void {
     const slot = this.sizes.length;
@@ -123,6 +130,9 @@ class Emitter implements Sink {
     if (b.length < this.cutAt) this.w.varint(tag).bytes(b);
     else this.cuts.push([this.w.varint(tag).varint(b.length).pos, b]);
   }
+  lazyBytes(tag: number, _length: number, read: () => Uint8Array): void {
+    this.bytes(tag, read());
+  }
   msg<T>(tag: number, m: T, body: Body<T>): void {
     this.w.varint(tag).varint(this.sizes[this.next++]);
     body(m, this);
@@ -185,6 +195,10 @@ export const tensor: Body<P.TensorProto> = (m, s) => {
   if (m.int64Data) s.packedInt64(0x3a, m.int64Data);
   if (m.name !== undefined) s.str(0x42, m.name);
   if (m.rawData) s.bytes(0x4a, m.rawData);
+  else {
+    const d = deferredData(m); // read only by the write pass, never kept (src/onnx/deferred.ts)
+    if (d) s.lazyBytes(0x4a, d.byteLength, () => readDeferred(m));
+  }
   if (m.doubleData) s.packedFixed(0x52, m.doubleData);
   if (m.uint64Data) s.packedInt64(0x5a, m.uint64Data);
   if (m.docString !== undefined) s.str(0x62, m.docString);

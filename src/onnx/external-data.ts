@@ -1,10 +1,12 @@
 // External tensor data, pure part: reading external_data entries, validating their locations
-// (relative, no escaping `..`), and visiting / replacing every tensor of a model.
+// (relative, no escaping `..`), visiting / replacing every tensor of a model, and laying out side
+// files (one, or shards) without reading any tensor.
 // Pure; the file-system side is src/io/model-file.ts.
 
 import { LowbitError } from '../errors.js';
 import { PROTOBUF_MAX_BYTES, encodedModelSize } from './encode.js';
-import { STORAGE, tensorStorage } from './tensor.js';
+import { withoutDeferred } from './deferred.js';
+import { tensorByteLength, tensorBytes } from './tensor.js';
 import { DataLocation, type AttributeProto, type GraphProto, type ModelProto, type SparseTensorProto, type TensorProto } from './proto.js';
 
 /** Where an external tensor's bytes are: `length` undefined means "to the end of the file". */
@@ -79,9 +81,9 @@ export function externalDataInfo(t: TensorProto): ExternalDataInfo {
   return info;
 }
 
-/** A copy of `t` whose data is external at `info` (raw_data and typed fields dropped). */
+/** A copy of `t` whose data is external at `info` (raw_data, typed fields and deferred data dropped). */
 export function toExternal(t: TensorProto, info: ExternalDataInfo): TensorProto {
-  const { rawData: _r, floatData: _f, int32Data: _i, int64Data: _l, doubleData: _d, uint64Data: _u, ...rest } = t;
+  const { rawData: _r, floatData: _f, int32Data: _i, int64Data: _l, doubleData: _d, uint64Data: _u, ...rest } = withoutDeferred(t);
   const entries = [
     { key: 'location', value: info.location },
     { key: 'offset', value: String(info.offset) },
@@ -91,9 +93,9 @@ export function toExternal(t: TensorProto, info: ExternalDataInfo): TensorProto 
   return { ...rest, externalData: entries, dataLocation: DataLocation.EXTERNAL };
 }
 
-/** A copy of `t` holding `bytes` in raw_data, no longer external. */
+/** A copy of `t` holding `bytes` in raw_data, no longer external (nor deferred). */
 export function toInline(t: TensorProto, bytes: Uint8Array): TensorProto {
-  const { dataLocation: _loc, ...rest } = t;
+  const { dataLocation: _loc, ...rest } = withoutDeferred(t);
   return { ...rest, rawData: bytes, externalData: [] };
 }
 
@@ -170,16 +172,14 @@ export function forEachTensor(model: ModelProto, fn: (t: TensorProto, role: Tens
   });
 }
 
-/** The bytes a tensor would have as raw_data, or undefined (strings, no data, already external). */
-function dataBytes(t: TensorProto): Uint8Array | undefined {
-  if (t.rawData) return t.rawData;
-  if (t.dataType === undefined || !STORAGE[t.dataType] || isExternal(t)) return undefined;
-  const s = tensorStorage(t);
-  return s.length ? new Uint8Array(s.buffer, s.byteOffset, s.byteLength) : undefined;
+/** Raw-data size of a tensor that may move to external data, or undefined (strings, unknown types, already external). */
+function movableBytes(t: TensorProto): number | undefined {
+  if (isExternal(t) && !t.rawData) return undefined;
+  return tensorByteLength(t);
 }
 
 export interface ExternalPlanOptions {
-  /** Side-file location relative to the model folder (validated). */
+  /** Side-file location relative to the model folder (validated). With shards, the first shard's. */
   location: string;
   /** Initializers of at least this many bytes move out. */
   threshold: number;
@@ -189,6 +189,79 @@ export interface ExternalPlanOptions {
   force?: boolean;
   /** Serialized-size limit; default protobuf's 2 GiB. */
   limit?: number;
+  /**
+   * Largest side file in bytes: tensors go to `location`, `location_1`, `location_2`, ... (shardLocation), a new
+   * shard starting when the next tensor would not fit. A tensor larger than this gets a shard of its own. Default:
+   * one file.
+   */
+  shardSize?: number;
+}
+
+/** One tensor's place in a side file; `read` gives its bytes at write time (read from disk or produced, for deferred tensors). */
+export interface ExternalItem {
+  tensorName: string;
+  offset: number;
+  length: number;
+  read: () => Uint8Array;
+}
+
+/** One side file: its location (relative to the model folder), its tensors in offset order, and its size. */
+export interface ExternalShard {
+  location: string;
+  items: ExternalItem[];
+  bytes: number;
+}
+
+/** The model to serialize (external tensors point into the shards) and the side files to write. */
+export interface ExternalShardPlan {
+  model: ModelProto;
+  shards: ExternalShard[];
+  /** Total bytes of all shards. */
+  dataBytes: number;
+}
+
+/** The name of shard `index`: the location itself for 0, then `location_1`, `location_2`, ... (transformers.js's `model.onnx_data`, `model.onnx_data_1`, ...). */
+export function shardLocation(location: string, index: number): string {
+  return index === 0 ? location : `${location}_${index}`;
+}
+
+/**
+ * Lays out external data without reading any tensor: none when the model fits under the limit (and `force` is
+ * off), else every initializer (at any graph depth) of `threshold`+ bytes, at aligned offsets, in one side file or
+ * in shards of at most `shardSize` bytes. Deferred tensors (src/onnx/deferred.ts) are sized from their source and
+ * read only by the items' `read`. The input model is not mutated.
+ * @throws LowbitError UNSAFE_PATH for a bad location, BAD_OPTION for a bad shardSize, UNSUPPORTED_MODEL when the
+ *   model is still too big
+ */
+export function planExternalShards(model: ModelProto, opts: ExternalPlanOptions): ExternalShardPlan | undefined {
+  const limit = opts.limit ?? PROTOBUF_MAX_BYTES;
+  if (opts.shardSize !== undefined && (!Number.isSafeInteger(opts.shardSize) || opts.shardSize < 1)) {
+    throw new LowbitError('BAD_OPTION', `shardSize must be a positive integer number of bytes, got ${opts.shardSize}`, 'pass e.g. 536870912 (512 MiB)');
+  }
+  if (!opts.force && encodedModelSize(model) <= limit) return undefined;
+  const base = validateLocation(opts.location);
+  const shards: ExternalShard[] = [];
+  let shard: ExternalShard | undefined;
+  let dataBytes = 0;
+  const out = mapTensors(model, (t, role) => {
+    const length = role === 'initializer' ? movableBytes(t) : undefined;
+    if (!length || length < opts.threshold) return t;
+    let offset = shard ? Math.ceil(shard.bytes / opts.alignment) * opts.alignment : 0;
+    if (!shard || (opts.shardSize !== undefined && shard.items.length > 0 && offset + length > opts.shardSize)) {
+      shard = { location: validateLocation(shardLocation(base, shards.length)), items: [], bytes: 0 };
+      shards.push(shard);
+      offset = 0;
+    }
+    shard.items.push({ tensorName: t.name ?? '', offset, length, read: () => tensorBytes(t) });
+    dataBytes += offset + length - shard.bytes;
+    shard.bytes = offset + length;
+    return toExternal(t, { location: shard.location, offset, length });
+  });
+  const size = encodedModelSize(out);
+  if (size > limit) {
+    throw new LowbitError('UNSUPPORTED_MODEL', `the model is still ${size} bytes with initializers of ${opts.threshold}+ bytes moved to external data, over the ${limit}-byte limit`, 'lower externalDataThreshold');
+  }
+  return { model: out, shards, dataBytes };
 }
 
 /** The model to serialize, and the byte ranges of the side file. */
@@ -203,26 +276,13 @@ export interface ExternalPlan {
 /**
  * Decides which initializers go to a side file: none when the model fits under the limit (and
  * `force` is off), else every initializer (at any graph depth) of `threshold`+ bytes, at
- * aligned offsets. The input model is not mutated.
+ * aligned offsets. The input model is not mutated. Holds every moved tensor's bytes (deferred
+ * ones are read): for big models use planExternalShards, which reads nothing.
  * @throws LowbitError UNSAFE_PATH for a bad location, UNSUPPORTED_MODEL when the model is still too big
  */
-export function planExternalData(model: ModelProto, opts: ExternalPlanOptions): ExternalPlan | undefined {
-  const limit = opts.limit ?? PROTOBUF_MAX_BYTES;
-  if (!opts.force && encodedModelSize(model) <= limit) return undefined;
-  const location = validateLocation(opts.location);
-  const chunks: ExternalPlan['chunks'] = [];
-  let end = 0;
-  const out = mapTensors(model, (t, role) => {
-    const bytes = role === 'initializer' ? dataBytes(t) : undefined;
-    if (!bytes || bytes.length < opts.threshold) return t;
-    const offset = Math.ceil(end / opts.alignment) * opts.alignment;
-    chunks.push({ offset, bytes });
-    end = offset + bytes.length;
-    return toExternal(t, { location, offset, length: bytes.length });
-  });
-  const size = encodedModelSize(out);
-  if (size > limit) {
-    throw new LowbitError('UNSUPPORTED_MODEL', `the model is still ${size} bytes with initializers of ${opts.threshold}+ bytes moved to external data, over the ${limit}-byte limit`, 'lower externalDataThreshold');
-  }
-  return { model: out, location, chunks, dataBytes: end };
+export function planExternalData(model: ModelProto, opts: Omit<ExternalPlanOptions, 'shardSize'>): ExternalPlan | undefined {
+  const plan = planExternalShards(model, { ...opts, shardSize: undefined });
+  if (!plan) return undefined;
+  const chunks = (plan.shards[0]?.items ?? []).map((it) => ({ offset: it.offset, bytes: it.read() }));
+  return { model: plan.model, location: validateLocation(opts.location), chunks, dataBytes: plan.dataBytes };
 }

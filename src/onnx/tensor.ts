@@ -1,8 +1,10 @@
 // TensorProto helpers: shapes, per-DataType storage widths, typed-array views of tensor data
-// (raw_data or the typed *_data fields, per onnx.proto), makeTensor and int4 packing.
+// (raw_data, the typed *_data fields per onnx.proto, or deferred data read at that moment), makeTensor,
+// deferTensor and int4 packing.
 // Pure; anyone may import. fp16/bf16 <-> fp32 conversion lives in src/quant/float16.ts.
 
 import { LowbitError } from '../errors.js';
+import { deferredData, readDeferred, setDeferred } from './deferred.js';
 import { DataLocation, DataType, type TensorProto } from './proto.js';
 import { LITTLE_ENDIAN } from './wire.js';
 
@@ -121,9 +123,12 @@ function viewBytes(bytes: Uint8Array, ctor: StorageCtor): TensorStorage {
  * The tensor's elements as a typed array of its storage kind (FLOAT -> Float32Array, FLOAT16 and
  * BFLOAT16 -> Uint16Array bit patterns, INT4/UINT4/FLOAT4E2M1 -> packed Uint8Array, ...).
  * From raw_data the result is a zero-copy view of the model bytes when aligned, so writes to it
- * change the tensor; from the typed fields it is converted per the onnx.proto rules.
+ * change the tensor; from the typed fields it is converted per the onnx.proto rules. A deferred
+ * tensor (src/onnx/deferred.ts: streamed from external data, or made by deferTensor) is read or
+ * produced now into a fresh array that the tensor does not keep: writes to it change nothing.
  * @throws LowbitError BAD_DATA when the data does not match the shape, EXTERNAL_DATA when the
- *   data is still in an external file, UNSUPPORTED_MODEL for STRING tensors
+ *   data is still in an external file (or a streamed data file cannot be read), UNSUPPORTED_MODEL
+ *   for STRING tensors
  */
 export function tensorStorage(t: TensorProto): TensorStorage {
   const s = storageOf(t.dataType, label(t));
@@ -136,6 +141,11 @@ export function tensorStorage(t: TensorProto): TensorStorage {
   if (t.rawData) {
     if (t.rawData.length !== expectBytes) mismatch(`${t.rawData.length} bytes of raw_data`, `${expectBytes}`);
     return viewBytes(t.rawData, s.ctor);
+  }
+  const deferred = deferredData(t);
+  if (deferred) {
+    if (deferred.byteLength !== expectBytes) mismatch(`${deferred.byteLength} bytes of deferred data`, `${expectBytes}`);
+    return viewBytes(readDeferred(t), s.ctor);
   }
   if (t.dataLocation === DataLocation.EXTERNAL) {
     throw new LowbitError('EXTERNAL_DATA', `${label(t)} keeps its data in an external file that was not loaded`, 'load the model with loadModel() so that external data is read');
@@ -170,12 +180,69 @@ export function makeTensor(name: string, dataType: number, dims: readonly number
   if (data.byteLength !== need || data.BYTES_PER_ELEMENT !== s.ctor.BYTES_PER_ELEMENT) {
     throw new LowbitError('BAD_DATA', `tensor '${name}' (${dataTypeName(dataType)}, shape [${dims.join(', ')}]) needs ${need} bytes of ${s.ctor.name}-like data, got ${data.byteLength} bytes of ${data.constructor.name}`, 'pass a typed array of the storage kind (packed bytes for 4-bit types)');
   }
+  return { dims: dims.map((d) => BigInt(d)), dataType, name, rawData: leBytes(data), externalData: [], metadataProps: [] };
+}
+
+/** Little-endian raw bytes of a storage typed array (a view on little-endian hosts). */
+function leBytes(data: TensorStorage): Uint8Array {
   let raw = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
   if (!LITTLE_ENDIAN && data.BYTES_PER_ELEMENT > 1) {
     raw = raw.slice();
     for (let i = 0; i < raw.length; i += data.BYTES_PER_ELEMENT) raw.subarray(i, i + data.BYTES_PER_ELEMENT).reverse();
   }
-  return { dims: dims.map((d) => BigInt(d)), dataType, name, rawData: raw, externalData: [], metadataProps: [] };
+  return raw;
+}
+
+/**
+ * Builds a TensorProto whose data is produced only when it is read (tensorStorage, tensorBytes, the
+ * encoder) or saved (saveModel writes it straight to external data), and never kept: a pass can
+ * emit every converted weight without holding them all. `produce` returns the storage typed array
+ * (as for makeTensor) and may be called more than once, so it must give the same values each time.
+ * Copies made with object spread keep the producer (see src/onnx/deferred.ts).
+ * @throws LowbitError BAD_DATA for invalid dims (and, at read time, when `produce` gives the wrong
+ *   size or kind), UNSUPPORTED_MODEL for STRING
+ */
+export function deferTensor(name: string, dataType: number, dims: readonly number[], produce: () => TensorStorage): TensorProto {
+  const s = storageOf(dataType, `tensor '${name}'`);
+  for (const d of dims) {
+    if (!Number.isSafeInteger(d) || d < 0) throw new LowbitError('BAD_DATA', `tensor '${name}' has an invalid dimension ${d}`, 'dimensions must be non-negative integers');
+  }
+  const need = Math.ceil((elementCount(dims) * s.bits) / 8);
+  const t: TensorProto = { dims: dims.map((d) => BigInt(d)), dataType, name, externalData: [], metadataProps: [] };
+  return setDeferred(t, {
+    byteLength: need,
+    read: () => {
+      const data = produce();
+      if (data.byteLength !== need || data.BYTES_PER_ELEMENT !== s.ctor.BYTES_PER_ELEMENT) {
+        throw new LowbitError('BAD_DATA', `deferred tensor '${name}' (${dataTypeName(dataType)}, shape [${dims.join(', ')}]) needs ${need} bytes of ${s.ctor.name}-like data, its producer gave ${data.byteLength} bytes of ${data.constructor.name}`, 'the producer must return a typed array of the storage kind (packed bytes for 4-bit types)');
+      }
+      return leBytes(data);
+    },
+  });
+}
+
+/**
+ * The size in bytes the tensor's data takes as raw_data, without reading it (raw_data, deferred
+ * data, typed fields or an external tensor with a numeric type: from its shape). Undefined for
+ * STRING tensors and tensors of unknown type.
+ */
+export function tensorByteLength(t: TensorProto): number | undefined {
+  if (t.rawData) return t.rawData.length;
+  const d = deferredData(t);
+  if (d) return d.byteLength;
+  const s = t.dataType === undefined ? undefined : STORAGE[t.dataType];
+  if (!s) return undefined;
+  return Math.ceil((elementCount(dimsOf(t)) * s.bits) / 8);
+}
+
+/**
+ * The tensor's data as little-endian raw bytes: raw_data itself, deferred data read now (not kept), or the typed
+ * fields converted. @throws LowbitError as tensorStorage
+ */
+export function tensorBytes(t: TensorProto): Uint8Array {
+  if (t.rawData) return t.rawData;
+  if (deferredData(t)) return readDeferred(t);
+  return leBytes(tensorStorage(t));
 }
 
 /** Unpacks `count` 4-bit values (first element in the low nibble), sign-extending when `signed`. @throws LowbitError BAD_DATA when bytes are too few */

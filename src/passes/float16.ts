@@ -28,7 +28,7 @@ import { attrTensor, makeAttribute, removeAttribute, setAttribute } from '../onn
 import { inferElemTypes } from '../onnx/infer.js';
 import { Graph, Model, makeNode } from '../onnx/ir.js';
 import { DataType, type NodeProto, type TensorProto } from '../onnx/proto.js';
-import { dimsOf, makeTensor, tensorStorage } from '../onnx/tensor.js';
+import { deferTensor, dimsOf, elementCount, makeTensor, tensorStorage } from '../onnx/tensor.js';
 import { bfloat16ToFloat32, float32BitsToBfloat16Bits, float32BitsToFloat16Bits } from '../quant/float16.js';
 
 /** The 16-bit float types the pass converts to. */
@@ -79,6 +79,14 @@ export interface Float16Options {
    * through one Cast to float32 (ORT folds it at load time). For bfloat16 on CPU runtimes. Default false.
    */
   weightsOnly?: boolean;
+  /**
+   * Make the converted initializers deferred tensors (src/onnx/deferred.ts): each is converted when it is read or
+   * saved (saveModel writes them one at a time), so a model loaded with `externalData: 'stream'` is converted without
+   * holding its weights. The report's counts and byte sizes are complete at once; `clamped`, `flushedToZero` and the
+   * clamping `warnings` are filled in as tensors are produced, and are complete once the model has been saved (or
+   * every converted tensor read once): build the user-facing report after saveModel. Default false.
+   */
+  defer?: boolean;
 }
 
 /** A tensor whose values were clamped to the 16-bit type's largest finite value. */
@@ -147,11 +155,10 @@ interface State {
   elem: number;
   type: Float16Type;
   report: Float16Report;
+  defer: boolean;
 }
 
-function convertTensor(t: TensorProto, name: string, s: State): TensorProto {
-  const src = tensorStorage(t) as Float32Array;
-  const r = toFloat16Bits(src, s.type);
+function recordClamping(name: string, r: { clamped: number; maxAbs: number; flushed: number }, s: State): void {
   if (r.clamped) {
     s.report.clamped.push({ tensor: name, count: r.clamped, maxAbs: r.maxAbs });
     s.report.warnings.push(
@@ -159,10 +166,35 @@ function convertTensor(t: TensorProto, name: string, s: State): TensorProto {
     );
   }
   s.report.flushedToZero += r.flushed;
+}
+
+/** Converts one float32 tensor, or (defer) makes the deferred tensor that converts it when read; initializers only. */
+function convertTensor(t: TensorProto, name: string, s: State, deferrable = false): TensorProto {
+  let out: TensorProto;
+  if (s.defer && deferrable) {
+    const dims = dimsOf(t);
+    const count = elementCount(dims);
+    let recorded = false;
+    // Produced on each read (from the source tensor, itself possibly streamed); the report is filled once.
+    out = deferTensor(t.name ?? name, s.elem, dims, () => {
+      const r = toFloat16Bits(tensorStorage(t) as Float32Array, s.type);
+      if (!recorded) {
+        recorded = true;
+        recordClamping(name, r, s);
+      }
+      return r.bits;
+    });
+    s.report.bytesBefore += count * 4;
+    s.report.bytesAfter += count * 2;
+  } else {
+    const src = tensorStorage(t) as Float32Array;
+    const r = toFloat16Bits(src, s.type);
+    recordClamping(name, r, s);
+    s.report.bytesBefore += src.length * 4;
+    s.report.bytesAfter += src.length * 2;
+    out = makeTensor(t.name ?? name, s.elem, dimsOf(t), r.bits);
+  }
   s.report.tensors++;
-  s.report.bytesBefore += src.length * 4;
-  s.report.bytesAfter += src.length * 2;
-  const out = makeTensor(t.name ?? name, s.elem, dimsOf(t), r.bits);
   if (t.docString !== undefined) out.docString = t.docString;
   return out;
 }
@@ -198,7 +230,7 @@ function convertWeightsOnly(graph: Graph, s: State): void {
     if (!isFloat32Tensor(t) || graph.inputs.some((v) => v.name === name)) continue;
     const stored = graph.freshName(`${name}_${s.type === 'float16' ? 'fp16' : 'bf16'}`);
     graph.initializers.delete(name);
-    graph.setInitializer(convertTensor({ ...t, name: stored }, name, s));
+    graph.setInitializer(convertTensor({ ...t, name: stored }, name, s, true));
     graph.addNodes([castNode(graph, stored, name, DataType.FLOAT)], 0);
     s.report.casts++;
   }
@@ -244,7 +276,7 @@ function convertGraph(graph: Graph, s: State, keepIo: boolean, blockOps: Readonl
     const readers = graph.consumers(name);
     const wanted = readers.some((n) => n.input.some((i, k) => i === name && !floatOnly(n, k))) || graph.isGraphOutput(name);
     if (!wanted) continue;
-    graph.setInitializer(convertTensor(t, name, s));
+    graph.setInitializer(convertTensor(t, name, s, true));
     half.add(name);
   }
   for (const n of graph.nodes) {
@@ -345,7 +377,8 @@ function convertGraph(graph: Graph, s: State, keepIo: boolean, blockOps: Readonl
  * `keepIoTypes`, the default: callers still feed and read float32) and around every blocked node (kept float32:
  * DEFAULT_BLOCK, `blockOps`, `blockNodes`). Finite values beyond the type's range are clamped to its largest value,
  * with a warning naming each tensor; non-zero values that round to zero are counted. With `weightsOnly` the weights are
- * only stored in 16 bits (one Cast to float32 each) and every node computes in float32. The input model is not modified.
+ * only stored in 16 bits (one Cast to float32 each) and every node computes in float32. With `defer` the initializers
+ * are converted when saved (see Float16Options.defer for when the report is complete). The input model is not modified.
  * @throws LowbitError BAD_OPTION for an unknown type; UNSUPPORTED_MODEL for models with If/Loop/Scan bodies (not
  *   converted), bfloat16 below opset 13, and tensors whose data cannot be read
  */
@@ -374,6 +407,7 @@ export function convertFloat16(model: Model, options: Float16Options = {}): { mo
     elem: type === 'float16' ? DataType.FLOAT16 : DataType.BFLOAT16,
     type,
     report: { type, weightsOnly, tensors: 0, bytesBefore: 0, bytesAfter: 0, clamped: [], flushedToZero: 0, converted: 0, blocked: [], casts: 0, warnings: [] },
+    defer: options.defer ?? false,
   };
   checkNoSubgraphs(out.graph);
   if (weightsOnly) convertWeightsOnly(out.graph, s);
