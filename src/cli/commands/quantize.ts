@@ -25,13 +25,22 @@ import {
 } from '../../pipeline/options.js';
 import { applyQuantizeConfig } from '../../pipeline/config.js';
 import { renderQuantizeReport } from '../../report/quantize-report.js';
+import { renderPresetReport } from '../../report/preset-report.js';
+import { TRANSFORMERS_JS_DTYPES, type TransformersJsDtype } from '../../pipeline/preset-dtypes.js';
+import { LowbitError } from '../../errors.js';
 import { ExitCode } from '../errors.js';
 import { checkOutput, choiceOption, jsonOption, nameList, positiveInt, printJson, printText, requireFile, threadsOption } from '../args.js';
 import { stageProgress } from '../lazy.js';
 import { IMAGE_HELP, imageOptions, requireData, toImagePreprocess, type ImageFlags } from '../image-flags.js';
 
+/** Presets: a set of outputs for one target runtime. */
+const PRESETS = ['transformers.js'] as const;
+
 interface QuantizeFlags extends ImageFlags {
-  output: string;
+  output?: string;
+  preset?: (typeof PRESETS)[number];
+  dtypes?: string[];
+  webCheck?: boolean;
   mode?: QuantMode;
   calib?: string;
   labels?: string;
@@ -66,7 +75,7 @@ interface QuantizeFlags extends ImageFlags {
 
 /** Command-line flags -> library options; only what the user set (the library owns the defaults). */
 export function toQuantizeOptions(input: string, f: QuantizeFlags): QuantizeOptions {
-  const o: QuantizeOptions = { input, output: f.output };
+  const o: QuantizeOptions = { input, output: f.output ?? '' };
   if (f.mode !== undefined) o.mode = f.mode;
   if (f.calib !== undefined) o.calib = f.calib;
   const image = toImagePreprocess(f);
@@ -117,8 +126,11 @@ export function registerQuantize(program: Command): void {
   const command = program
     .command('quantize')
     .description('quantize a float ONNX model to int8 and measure its fidelity against the original')
-    .argument('<MODEL>', 'float ONNX model file')
-    .requiredOption('-o, --output <OUT>', 'where to write the quantized model (never the input)')
+    .argument('<MODEL>', 'float ONNX model file (with --preset: a model folder, or one .onnx file)')
+    .option('-o, --output <OUT>', 'where to write the quantized model (never the input); with --preset: the output folder (default: next to each model)')
+    .addOption(choiceOption('--preset <name>', "'transformers.js': write every dtype variant transformers.js loads (model_fp16.onnx, model_quantized.onnx, model_q4.onnx, ...) for each .onnx of the folder, each checked in onnxruntime-node and -web", PRESETS))
+    .option('--dtypes <a,b>', `with --preset: the variants to write (default: all of ${TRANSFORMERS_JS_DTYPES.join(', ')})`, nameList)
+    .addOption(new Option('--no-web-check', 'with --preset: do not run the variants in onnxruntime-web'))
     .addOption(choiceOption('--mode <mode>', "'dynamic' (weights only, activations at run time), 'static' (calibrated activations, QDQ), 'fp16' (float16 weights and compute, no calibration), 'bf16' (bfloat16 weights, float32 compute) or 'weight-only' (MatMul/Gemm weights in 8/4/2-bit blocks, activations float); default: static with --calib, else dynamic", QUANT_MODES))
     .option('--calib <DATA>', 'samples for the model inputs (.npy, .npz keyed by input name, or a folder of images: see below): calibration for static mode, verification for both')
     .option('--labels <LABELS.npy>', 'class labels of the --calib samples: adds float vs int8 top-1 accuracy to the report')
@@ -151,6 +163,9 @@ export function registerQuantize(program: Command): void {
     .addOption(threadsOption())
     .addOption(jsonOption())
     .action(async (model: string, flags: QuantizeFlags) => {
+      if (flags.preset !== undefined) return runPreset(model, flags);
+      if (flags.dtypes !== undefined || flags.webCheck === false) throw new LowbitError('BAD_OPTION', '--dtypes and --no-web-check apply to --preset only', 'add --preset transformers.js, or drop them');
+      if (flags.output === undefined) throw new LowbitError('BAD_OPTION', 'missing -o, --output <OUT>: where to write the quantized model', 'pass e.g. -o model.int8.onnx');
       requireFile(model, 'model');
       checkOutput(flags.output, model);
       if (flags.calib !== undefined) requireData(flags.calib, 'calibration data');
@@ -181,4 +196,34 @@ export function registerQuantize(program: Command): void {
     });
   for (const option of imageOptions()) command.addOption(option);
   command.addHelpText('after', IMAGE_HELP);
+}
+
+/** `--preset transformers.js`: the dtype suite for a model folder; the per-model quantize flags do not apply. */
+async function runPreset(input: string, flags: QuantizeFlags): Promise<void> {
+  const given = Object.keys(toQuantizeOptions(input, flags)).filter((k) => !['input', 'output', 'threads'].includes(k));
+  if (given.length) {
+    throw new LowbitError('BAD_OPTION', `${given.join(', ')} ${given.length > 1 ? 'do' : 'does'} not apply with --preset`, 'the preset fixes each variant\'s settings (see --help); quantize one variant with --mode instead to choose them');
+  }
+  if (flags.json) throw new LowbitError('BAD_OPTION', '--json does not apply with --preset yet', 'drop --json');
+  const dtypes = flags.dtypes?.map((d) => {
+    if (!(TRANSFORMERS_JS_DTYPES as readonly string[]).includes(d)) throw new LowbitError('BAD_OPTION', `unknown transformers.js dtype '${d}'`, `use some of: ${TRANSFORMERS_JS_DTYPES.join(', ')}`);
+    return d as TransformersJsDtype;
+  });
+  const progress = stageProgress(true);
+  const { quantizeTransformersJs } = await import('../../pipeline/preset.js');
+  let result;
+  try {
+    result = await quantizeTransformersJs({
+      input,
+      ...(flags.output !== undefined ? { outputDir: flags.output } : {}),
+      ...(dtypes ? { dtypes } : {}),
+      web: flags.webCheck !== false,
+      ...(flags.threads !== undefined ? { threads: flags.threads } : {}),
+      onProgress: progress.onProgress,
+    });
+  } finally {
+    progress.stop();
+  }
+  printText(renderPresetReport(result));
+  if (result.variants.some((v) => v.node !== 'ok' || (v.web !== 'ok' && v.web !== 'skipped'))) process.exitCode = ExitCode.RUNTIME; // the files are written; the table says which variant failed where
 }

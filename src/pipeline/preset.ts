@@ -1,0 +1,226 @@
+// `lowbit quantize DIR --preset transformers.js`: every dtype variant transformers.js asks for, for each ONNX file
+// of a model folder, named the way its loader looks them up (`model.onnx` -> `model_fp16.onnx`,
+// `model_quantized.onnx`, `model_q4.onnx`, ...), each one checked: it loads and runs in onnxruntime-node and in
+// onnxruntime-web's WebAssembly backend, with its output error against the float32 model on the same inputs.
+
+import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
+import { LowbitError } from '../errors.js';
+import { loadModel, saveModel } from '../io/model-file.js';
+import type { NdArray } from '../ndarray.js';
+import { Model } from '../onnx/ir.js';
+import { convertFloat16 } from '../passes/float16.js';
+import { quantizeDynamic } from '../passes/quantize-dynamic.js';
+import { quantizeMatMulBnb4 } from '../passes/weight-only-bnb4.js';
+import { quantizeEmbeddings } from '../passes/weight-only-gather.js';
+import { quantizeWeightOnly } from '../passes/weight-only.js';
+import { sqnrDb } from '../quant/metrics.js';
+import { asNumbers } from '../runtime/arrays.js';
+import { Session } from '../runtime/session.js';
+import { runInWeb } from '../runtime/web.js';
+import type { ProgressEvent } from './options.js';
+import { modelInputs } from './quantize.js';
+import { syntheticSource } from './synthetic.js';
+import { BLOCK, BNB4_BLOCK, DTYPE_SUFFIX, TRANSFORMERS_JS_DTYPES, type TransformersJsDtype } from './preset-dtypes.js';
+
+export { DTYPE_DESCRIPTION, DTYPE_SUFFIX, TRANSFORMERS_JS_DTYPES, type TransformersJsDtype } from './preset-dtypes.js';
+
+export interface PresetOptions {
+  /** A model folder (its `onnx/` subfolder is used when there is one) or one .onnx file. */
+  input: string;
+  /** Where the variants go; default: next to each input file (transformers.js looks there). */
+  outputDir?: string;
+  /** Default: all of TRANSFORMERS_JS_DTYPES. */
+  dtypes?: TransformersJsDtype[];
+  /** Check each variant in onnxruntime-web's wasm backend (default true). */
+  web?: boolean;
+  threads?: number;
+  onProgress?: (event: ProgressEvent) => void;
+}
+
+/** One written variant and how it checked out. */
+export interface PresetVariant {
+  source: string;
+  dtype: TransformersJsDtype;
+  output: string;
+  bytes: number;
+  sourceBytes: number;
+  /** Nodes the variant's passes rewrote. */
+  quantizedNodes: number;
+  /** Output SQNR against the float32 model on synthetic inputs (worst output), when computable. */
+  sqnrDb?: number;
+  /** 'ok' or the error message. */
+  node: string;
+  /** 'ok', the error message, or 'skipped'. */
+  web: string;
+}
+
+export interface PresetResult {
+  variants: PresetVariant[];
+  /** Input files that were not processed (already a variant), with the reason. */
+  skipped: { file: string; reason: string }[];
+}
+
+const VARIANT_SUFFIX = new RegExp(`(${Object.values(DTYPE_SUFFIX).filter((s) => s).join('|')})$`);
+
+/** The .onnx files of a model folder (its onnx/ subfolder first), variants excluded, sorted. */
+export function presetInputs(input: string): { files: string[]; skipped: { file: string; reason: string }[] } {
+  const abs = resolve(input);
+  let st;
+  try {
+    st = statSync(abs);
+  } catch {
+    throw new LowbitError('FILE_NOT_FOUND', `'${input}' does not exist`, 'pass a model folder (with an onnx/ subfolder, as on the Hugging Face Hub) or an .onnx file');
+  }
+  if (st.isFile()) return { files: [abs], skipped: [] };
+  const sub = join(abs, 'onnx');
+  const dir = statSync(sub, { throwIfNoEntry: false })?.isDirectory() ? sub : abs;
+  const onnx = readdirSync(dir).filter((f) => f.endsWith('.onnx')).sort();
+  const files: string[] = [];
+  const skipped: { file: string; reason: string }[] = [];
+  for (const f of onnx) {
+    if (VARIANT_SUFFIX.test(f.slice(0, -'.onnx'.length))) skipped.push({ file: join(dir, f), reason: 'already a dtype variant (its name ends in a transformers.js suffix)' });
+    else files.push(join(dir, f));
+  }
+  if (!files.length) {
+    throw new LowbitError('FILE_NOT_FOUND', `no float32 .onnx model in '${dir}'`, 'transformers.js folders keep their models in onnx/ (model.onnx, encoder_model.onnx, ...)');
+  }
+  return { files, skipped };
+}
+
+/** Builds one dtype variant from the float32 model; returns the model and how many nodes were rewritten. */
+export function buildVariant(model: Model, dtype: TransformersJsDtype): { model: Model; quantizedNodes: number } {
+  const fp16 = (m: Model): Model => convertFloat16(m, { type: 'float16', keepIoTypes: true }).model;
+  const q = (m: Model, bits: 2 | 4, half: boolean): { model: Model; quantizedNodes: number } => {
+    const e = quantizeEmbeddings(m, { bits: 4, blockSize: BLOCK, symmetric: false });
+    const w = quantizeWeightOnly(e.model, { bits, blockSize: BLOCK, algorithm: 'rtn' });
+    return { model: half ? fp16(w.model) : w.model, quantizedNodes: e.report.quantized.length + w.report.quantized.length };
+  };
+  switch (dtype) {
+    case 'fp16': {
+      const r = convertFloat16(model, { type: 'float16', keepIoTypes: true });
+      return { model: r.model, quantizedNodes: r.report.converted };
+    }
+    case 'q8': {
+      const a = quantizeDynamic(model, { weightType: 'int8', perChannel: false, excludeOps: ['Conv'] });
+      const b = quantizeDynamic(a.model, { weightType: 'uint8', perChannel: false, conv: 'ConvInteger', excludeOps: ['MatMul', 'Gemm', 'LSTM'] });
+      return { model: b.model, quantizedNodes: a.report.quantized.length + b.report.quantized.length };
+    }
+    case 'int8': {
+      const r = quantizeDynamic(model, { weightType: 'int8', perChannel: false });
+      return { model: r.model, quantizedNodes: r.report.quantized.length };
+    }
+    case 'uint8': {
+      const r = quantizeDynamic(model, { weightType: 'uint8', perChannel: false, conv: 'ConvInteger' });
+      return { model: r.model, quantizedNodes: r.report.quantized.length };
+    }
+    case 'q4':
+      return q(model, 4, false);
+    case 'q4f16':
+      return q(model, 4, true);
+    case 'q2':
+      return q(model, 2, false);
+    case 'q2f16':
+      return q(model, 2, true);
+    case 'bnb4': {
+      const r = quantizeMatMulBnb4(model, { quantType: 'nf4', blockSize: BNB4_BLOCK });
+      return { model: r.model, quantizedNodes: r.report.quantized.length };
+    }
+  }
+}
+
+/** Runs `model` (a path) on `feeds` in onnxruntime-node; outputs by name. */
+async function runNode(model: string, feeds: Record<string, NdArray>, threads?: number): Promise<Record<string, NdArray>> {
+  const s = await Session.create(model, threads !== undefined ? { threads } : {});
+  try {
+    return await s.run(feeds);
+  } finally {
+    await s.release();
+  }
+}
+
+/** Worst SQNR over the float outputs both runs produced. */
+function worstSqnr(ref: Record<string, NdArray>, got: Record<string, NdArray>): number | undefined {
+  let worst: number | undefined;
+  for (const [k, r] of Object.entries(ref)) {
+    const g = got[k];
+    if (!g || !['float32', 'float16', 'float64'].includes(r.dtype) || g.data.length !== r.data.length) continue;
+    const a = asNumbers(r);
+    const b = asNumbers(g);
+    const db = sqnrDb(a, b);
+    if (Number.isFinite(db) || db === Infinity) worst = worst === undefined ? db : Math.min(worst, db);
+  }
+  return worst;
+}
+
+const message = (e: unknown): string => (e instanceof Error ? e.message : String(e)).split('\n')[0]!.slice(0, 200);
+
+/** Models at most this big (file + external data) are also checked in onnxruntime-web (wasm has a 4 GiB heap). */
+const WEB_CHECK_MAX_BYTES = 1024 ** 3;
+
+/**
+ * Writes the transformers.js dtype variants of every float32 ONNX file in `input` and checks each one.
+ * Each source is read once; the variants are built from that copy and saved one after the other.
+ * @throws LowbitError FILE_NOT_FOUND for a missing input or a folder without models; BAD_OPTION for an unknown dtype;
+ *   errors of the passes for models they cannot read. A variant that does not run is reported, not thrown.
+ */
+export async function quantizeTransformersJs(o: PresetOptions): Promise<PresetResult> {
+  const dtypes = o.dtypes ?? [...TRANSFORMERS_JS_DTYPES];
+  for (const d of dtypes) {
+    if (!(TRANSFORMERS_JS_DTYPES as readonly string[]).includes(d)) {
+      throw new LowbitError('BAD_OPTION', `unknown transformers.js dtype '${d}'`, `use some of: ${TRANSFORMERS_JS_DTYPES.join(', ')}`);
+    }
+  }
+  const { files, skipped } = presetInputs(o.input);
+  if (o.outputDir !== undefined && !statSync(o.outputDir, { throwIfNoEntry: false })?.isDirectory()) {
+    throw new LowbitError('FILE_NOT_FOUND', `output folder '${o.outputDir}' does not exist`, 'create it first');
+  }
+  const variants: PresetVariant[] = [];
+  const total = files.length * dtypes.length;
+  for (const file of files) {
+    const loaded = await loadModel(file);
+    const model = new Model(loaded.model);
+    const sourceBytes = statSync(file).size + loaded.externalSources.reduce((s, e) => s + e.length, 0);
+    const feeds = syntheticFeeds(model);
+    const ref = feeds ? await runNode(file, feeds, o.threads).catch(() => undefined) : undefined;
+    for (const dtype of dtypes) {
+      const out = join(o.outputDir ?? dirname(file), `${basename(file, '.onnx')}${DTYPE_SUFFIX[dtype]}.onnx`);
+      const built = buildVariant(model, dtype);
+      const saved = await saveModel(built.model.toProto(), out, { inputPath: file });
+      const v: PresetVariant = { source: file, dtype, output: out, bytes: saved.bytes + (saved.dataBytes ?? 0), sourceBytes, quantizedNodes: built.quantizedNodes, node: 'ok', web: 'skipped' };
+      if (feeds) {
+        try {
+          const got = await runNode(out, feeds, o.threads);
+          if (ref) {
+            const db = worstSqnr(ref, got);
+            if (db !== undefined) v.sqnrDb = db;
+          }
+        } catch (e) {
+          v.node = message(e);
+        }
+        if (o.web !== false && v.bytes <= WEB_CHECK_MAX_BYTES && saved.dataPath === undefined) {
+          try {
+            await runInWeb(new Uint8Array(readFileSync(out)), feeds);
+            v.web = 'ok';
+          } catch (e) {
+            v.web = message(e);
+          }
+        }
+      }
+      variants.push(v);
+      o.onProgress?.({ stage: 'preset', done: variants.length, total });
+    }
+  }
+  return { variants, skipped };
+}
+
+/** One synthetic sample per model input (floats uniform in [0, 1), integers 0: token 0, mask 0), or undefined when inputs cannot be made. */
+function syntheticFeeds(model: Model): Record<string, NdArray> | undefined {
+  try {
+    const src = syntheticSource(modelInputs(model), 1, 1);
+    for (const b of src.batches(1)) return b;
+    return undefined;
+  } catch {
+    return undefined;
+  }
+}

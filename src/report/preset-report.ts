@@ -1,0 +1,38 @@
+// The summary table of `lowbit quantize DIR --preset transformers.js`: one row per written variant (file, size and
+// ratio to float32, output SQNR against float32, whether it runs in onnxruntime-node and in onnxruntime-web). Pure.
+
+import type { PresetResult } from '../pipeline/preset.js';
+import { DTYPE_DESCRIPTION } from '../pipeline/preset-dtypes.js';
+import { formatBytes, formatDb, formatRatio } from './format.js';
+import { renderTable, type Cell } from './table.js';
+
+const fileName = (p: string): string => p.split(/[\\/]/).pop() ?? p;
+
+/** The table, the dtype legend, files skipped as inputs, and a line per variant that failed to run. */
+export function renderPresetReport(r: PresetResult): string {
+  const rows: Cell[][] = r.variants.map((v) => [
+    fileName(v.output),
+    v.dtype,
+    formatBytes(v.bytes),
+    formatRatio(v.sourceBytes / v.bytes),
+    v.sqnrDb === undefined ? '-' : formatDb(v.sqnrDb),
+    v.node === 'ok' ? '✓' : '✗',
+    v.web === 'ok' ? '✓' : v.web === 'skipped' ? '-' : '✗',
+  ]);
+  const out = [renderTable(['file', 'dtype', 'size', 'smaller', 'SQNR vs fp32', 'ort-node', 'ort-web (wasm)'], rows)];
+  const sources = [...new Set(r.variants.map((v) => v.source))];
+  for (const s of sources) {
+    const v = r.variants.find((x) => x.source === s)!;
+    out.push(`${fileName(s)}: fp32 ${formatBytes(v.sourceBytes)}; SQNR on one synthetic sample (floats uniform in [0, 1), integer inputs 0)`);
+  }
+  const dtypes = [...new Set(r.variants.map((v) => v.dtype))];
+  out.push('', ...dtypes.map((d) => `${d}: ${DTYPE_DESCRIPTION[d]}`));
+  for (const v of r.variants) {
+    if (v.node !== 'ok') out.push(`!!! ${fileName(v.output)} does not run in onnxruntime-node: ${v.node}`);
+    if (v.web !== 'ok' && v.web !== 'skipped') out.push(`!!! ${fileName(v.output)} does not run in onnxruntime-web: ${v.web}`);
+  }
+  const byReason = new Map<string, string[]>();
+  for (const s of r.skipped) byReason.set(s.reason, [...(byReason.get(s.reason) ?? []), fileName(s.file)]);
+  for (const [reason, files] of byReason) out.push(`skipped ${files.length} file${files.length > 1 ? 's' : ''} (${reason}): ${files.join(', ')}`);
+  return out.join('\n');
+}
