@@ -207,8 +207,8 @@ export interface SaveOptions {
   externalDataName?: string;
   /**
    * true: write external data even when the model would fit in 2 GiB. false: only past 2 GiB. Default: external
-   * data when the model holds deferred tensors (streamed or produced: writing them inline would hold them all),
-   * else only past 2 GiB.
+   * data when tensors are streamed from an input's data file, when deferred tensors total over 256 MiB (writing them
+   * inline would hold them all), or with `shardSize`; else only past 2 GiB.
    */
   forceExternal?: boolean;
   /** The file the model was loaded from: saving over it is refused. */
@@ -288,9 +288,9 @@ async function writeChunks(fh: FileHandle, chunks: { offset: number; bytes: Uint
 
 /**
  * Saves a model atomically. Initializers of at least `externalDataThreshold` bytes go to external
- * data when the model would pass protobuf's 2 GiB limit, when it holds deferred tensors (streamed
- * from disk or produced by a pass: src/onnx/deferred.ts; `forceExternal: false` keeps them
- * inline), or always with `forceExternal`. External data goes to `<name>.data`, or to shards of at
+ * data when the model would pass protobuf's 2 GiB limit, when it holds tensors streamed from a
+ * data file or over 256 MiB of deferred tensors (src/onnx/deferred.ts; `forceExternal: false` keeps
+ * them inline), with `shardSize`, or always with `forceExternal`. External data goes to `<name>.data`, or to shards of at
  * most `shardSize` bytes (`<name>_data`, `<name>_data_1`, ...), offsets aligned. Tensors are
  * written one at a time (read or produced, written, dropped), each side file through a temp file
  * and rename, before the model file, so a model on disk never points at missing data: peak memory
@@ -300,6 +300,9 @@ async function writeChunks(fh: FileHandle, chunks: { offset: number; bytes: Uint
  *   from), BAD_OPTION, UNSAFE_PATH (externalDataName), EXTERNAL_DATA (tensors still external, from
  *   a lazy load, or a streamed file that can no longer be read), UNSUPPORTED_MODEL (too big even so)
  */
+/** Deferred tensors of at most this many bytes in all may be read into an inline model (see saveModel). */
+const DEFERRED_INLINE_MAX_BYTES = 256 * 1024 * 1024;
+
 export async function saveModel(model: ModelProto, path: string, opts: SaveOptions = {}): Promise<SaveResult> {
   const out = resolve(path);
   const threshold = opts.externalDataThreshold ?? 1024 * 1024;
@@ -316,18 +319,21 @@ export async function saveModel(model: ModelProto, path: string, opts: SaveOptio
     throw new LowbitError('SAME_INPUT_OUTPUT', `refusing to overwrite the input model '${out}'`, 'choose a different output path');
   }
   const sources = new Set<string>();
-  let deferredCount = 0;
+  let deferredBytes = 0;
   forEachTensor(model, (t) => {
     if (isExternal(t) && !t.rawData) throw new LowbitError('EXTERNAL_DATA', `tensor '${t.name ?? ''}' still refers to external data that was not loaded`, "load the model with loadModel() (not externalData: 'lazy') before saving it");
     const d = deferredData(t);
     if (d) {
-      deferredCount++;
+      deferredBytes += d.byteLength;
       if (d.file) sources.add(d.file);
     }
   });
 
   const location = opts.externalDataName ?? (opts.shardSize !== undefined ? `${basename(out)}_data` : `${basename(out)}.data`);
-  const force = opts.forceExternal ?? deferredCount > 0;
+  // External data by default when tensors are streamed from an input's data file (external in, external out), when
+  // deferred tensors are too many bytes to read into one encoded model, or when shards were asked for; a small model
+  // whose deferred tensors a pass produced is written inline.
+  const force = opts.forceExternal ?? (sources.size > 0 || deferredBytes > DEFERRED_INLINE_MAX_BYTES || opts.shardSize !== undefined);
   const plan = planExternalShards(model, { location, threshold, alignment, force, shardSize: opts.shardSize });
   const dataPaths: string[] = [];
   if (plan) {

@@ -42,6 +42,8 @@ export interface WeightOnlyOptions {
    * and block size (GPTQ plugs in here). Called once per distinct weight.
    */
   quantizeWeight?: (name: string, w: Float32Array, K: number, N: number) => BlockQuantized;
+  /** The algorithm name the report gives `quantizeWeight` results (default 'custom'), e.g. 'gptq'. */
+  quantizeWeightName?: string;
   /** Default 'matmulnbits'. */
   format?: WeightOnlyFormat;
   /** MatMulNBits accuracy_level (0..4, default 0: attribute left out). matmulnbits format only. */
@@ -71,7 +73,7 @@ function bad(message: string, hint: string): LowbitError {
  * Checks weight-only options and fills in defaults (the `quantizeWeight` hook aside).
  * @throws LowbitError BAD_OPTION for bad bits / blockSize / algorithm / format / accuracyLevel, symmetric hqq, 2-bit qdq
  */
-export function checkWeightOnlyOptions(o: WeightOnlyOptions): Required<Omit<WeightOnlyOptions, 'quantizeWeight'>> {
+export function checkWeightOnlyOptions(o: WeightOnlyOptions): Required<Omit<WeightOnlyOptions, 'quantizeWeight' | 'quantizeWeightName'>> {
   checkBlockwiseOptions(o);
   const algorithm = o.algorithm ?? 'rtn';
   if (!(WEIGHT_ONLY_ALGORITHMS as readonly string[]).includes(algorithm)) throw bad(`algorithm ${JSON.stringify(algorithm)} is not supported`, `use one of: ${WEIGHT_ONLY_ALGORITHMS.join(', ')}`);
@@ -243,7 +245,7 @@ export function quantizeWeightOnly(model: Model, opts: WeightOnlyOptions): { mod
     }
     if (addC !== undefined) nodes.push(makeNode('Add', [mmOut, addC], [y], { name: g.freshName(`${name}_c`) }));
     g.replaceNode(node, nodes);
-    report.quantized.push({ ...entry, form: formLabel(o, opts.quantizeWeight !== undefined), K: p.K, N: p.N });
+    report.quantized.push({ ...entry, form: formLabel(o, opts.quantizeWeight ? (opts.quantizeWeightName ?? 'custom') : undefined), K: p.K, N: p.N });
   }
   for (const name of released) removeIfUnused(g, name);
   if (todo.length && o.format === 'matmulnbits' && out.opset(MS_DOMAIN) === undefined) out.setOpset(MS_DOMAIN, 1);
@@ -252,13 +254,13 @@ export function quantizeWeightOnly(model: Model, opts: WeightOnlyOptions): { mod
 }
 
 /** The report's form, e.g. "MatMulNBits 4-bit, block 32, asym, rtn". */
-function formLabel(o: Required<Omit<WeightOnlyOptions, 'quantizeWeight'>>, hook: boolean): string {
+function formLabel(o: Required<Omit<WeightOnlyOptions, 'quantizeWeight' | 'quantizeWeightName'>>, hook: string | undefined): string {
   const what = o.format === 'matmulnbits' ? 'MatMulNBits' : 'DequantizeLinear (blocked) + MatMul';
-  const algo = hook ? 'custom' : o.algorithm;
-  return `${what} ${o.bits}-bit, block ${o.blockSize}, ${o.symmetric && !hook ? 'sym' : 'asym'}, ${algo}${o.accuracyLevel ? `, accuracy_level ${o.accuracyLevel}` : ''}`;
+  const algo = hook ?? o.algorithm;
+  return `${what} ${o.bits}-bit, block ${o.blockSize}, ${o.symmetric ? 'sym' : 'asym'}, ${algo}${o.accuracyLevel ? `, accuracy_level ${o.accuracyLevel}` : ''}`;
 }
 
-function quantizeOne(o: Required<Omit<WeightOnlyOptions, 'quantizeWeight'>>, hook: WeightOnlyOptions['quantizeWeight'], name: string, w: Float32Array, K: number, N: number): BlockQuantized {
+function quantizeOne(o: Required<Omit<WeightOnlyOptions, 'quantizeWeight' | 'quantizeWeightName'>>, hook: WeightOnlyOptions['quantizeWeight'], name: string, w: Float32Array, K: number, N: number): BlockQuantized {
   if (hook) {
     const q = hook(name, w, K, N);
     if (q.K !== K || q.N !== N || q.bits !== o.bits || q.blockSize !== o.blockSize || q.q.length !== N * kBlocks(K, o.blockSize) * o.blockSize) {

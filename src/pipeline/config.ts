@@ -23,7 +23,9 @@
 //   format               "qdq" | "qoperator" (static) | "matmulnbits" | "qdq" (weight-only)
 //   bits                 8 | 4 | 2          (weight-only)
 //   blockSize            integer            (weight-only; power of two in 16..256)
-//   algorithm            "rtn" | "hqq"      (weight-only)
+//   algorithm            "rtn" | "hqq" | "gptq"  (weight-only; gptq needs --calib)
+//   actOrder             boolean            (weight-only, gptq)
+//   damp                 number in (0, 1)   (weight-only, gptq)
 //   symmetric            boolean            (weight-only, rtn)
 //   accuracyLevel        integer 0..4       (weight-only, matmulnbits)
 // Paths (input, output, calib, labels) and run settings (threads) are not part of the file: they belong to
@@ -63,12 +65,16 @@ export interface QuantizeConfig {
   bits?: QuantizeOptions['bits'];
   /** Weight-only mode: rows per block. */
   blockSize?: number;
-  /** Weight-only mode: rtn or hqq. */
+  /** Weight-only mode: rtn, hqq or gptq. */
   algorithm?: QuantizeOptions['algorithm'];
   /** Weight-only mode: symmetric blocks. */
   symmetric?: boolean;
   /** Weight-only mode: MatMulNBits accuracy_level. */
   accuracyLevel?: number;
+  /** Weight-only mode, gptq: act-order. */
+  actOrder?: boolean;
+  /** Weight-only mode, gptq: Hessian damping. */
+  damp?: number;
 }
 
 type FieldType = { kind: 'enum'; values: readonly string[] } | { kind: 'boolean' } | { kind: 'number' } | { kind: 'integer' } | { kind: 'names' } | { kind: 'typeMap'; values: readonly string[] };
@@ -99,6 +105,8 @@ function schema(): Record<keyof QuantizeConfig, FieldType> {
     algorithm: { kind: 'enum', values: WEIGHT_ALGORITHMS },
     symmetric: { kind: 'boolean' },
     accuracyLevel: { kind: 'integer' },
+    actOrder: { kind: 'boolean' },
+    damp: { kind: 'number' },
   };
 }
 
@@ -227,6 +235,10 @@ export function configOf(o: ResolvedQuantizeOptions, excludeNodes: readonly stri
     c.symmetric = o.symmetric;
     c.format = o.format;
     if (o.accuracyLevel) c.accuracyLevel = o.accuracyLevel;
+    if (o.algorithm === 'gptq') {
+      c.actOrder = o.actOrder;
+      c.damp = o.damp;
+    }
     c.excludeNodes = [...excludeNodes];
     c.excludeOps = [...o.excludeOps];
     if (o.maxDrop !== undefined) c.maxDrop = o.maxDrop;

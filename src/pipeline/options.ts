@@ -45,9 +45,9 @@ export type ModelFormat = (typeof MODEL_FORMATS)[number];
 
 /** Weight-only mode: bits per weight code. */
 export const WEIGHT_BITS: readonly BlockBits[] = [8, 4, 2];
-/** Weight-only mode: how each block is quantized (data-free). */
-export const WEIGHT_ALGORITHMS = WEIGHT_ONLY_ALGORITHMS;
-export type WeightAlgorithm = WeightOnlyAlgorithm;
+/** Weight-only mode: how each block is quantized: rtn and hqq are data-free; gptq needs calibration data (src/quant/gptq.ts). */
+export const WEIGHT_ALGORITHMS = [...WEIGHT_ONLY_ALGORITHMS, 'gptq'] as const;
+export type WeightAlgorithm = WeightOnlyAlgorithm | 'gptq';
 
 /** One step of a long-running stage, for progress displays. */
 export interface ProgressEvent {
@@ -125,8 +125,21 @@ export interface QuantizeOptions {
   bits?: BlockBits;
   /** Weight-only mode: rows of each weight quantized together, a power of two in 16..256 (default 32). */
   blockSize?: number;
-  /** Weight-only mode: 'rtn' (round to nearest, default) or 'hqq' (optimised zero points and scales, data-free). */
+  /**
+   * Weight-only mode: 'rtn' (round to nearest, default), 'hqq' (optimised zero points and scales, data-free) or 'gptq'
+   * (second-order error compensation from the activations of `calib`: needs calibration data).
+   */
   algorithm?: WeightAlgorithm;
+  /** gptq: quantize input features in order of decreasing activation energy, block grids kept in the original order (default true). */
+  actOrder?: boolean;
+  /** gptq: damping added to the Hessian's diagonal, as a fraction of its mean (default 0.01). */
+  damp?: number;
+  /**
+   * Split the output's external data into files of at most this many bytes (`<output>_data`, `<output>_data_1`, ...,
+   * transformers.js' naming); a tensor bigger than that gets a file of its own. Default: one `<output>.data` file,
+   * written only when the model passes protobuf's 2 GiB limit.
+   */
+  shardSize?: number;
   /** Weight-only mode, rtn: one zero point 2^(bits-1) for every block (no zero_points tensor). Default false. */
   symmetric?: boolean;
   /**
@@ -166,7 +179,8 @@ export interface QuantizeOptions {
 
 /** QuantizeOptions with every default filled in. */
 export interface ResolvedQuantizeOptions
-  extends Required<Omit<QuantizeOptions, 'calib' | 'labels' | 'threads' | 'onProgress' | 'movingAverage' | 'averagingConstant' | 'percentile' | 'numBins' | 'image' | 'maxDrop' | 'config' | 'saveConfig'>> {
+  extends Required<Omit<QuantizeOptions, 'calib' | 'labels' | 'threads' | 'onProgress' | 'movingAverage' | 'averagingConstant' | 'percentile' | 'numBins' | 'image' | 'maxDrop' | 'config' | 'saveConfig' | 'shardSize'>> {
+  shardSize: number | undefined;
   /** The method with its own options, defaults filled in (minmax in dynamic mode, where it is unused). */
   calibration: ResolvedCalibration;
   calib: string | undefined;
@@ -294,6 +308,9 @@ const KEYS: ReadonlySet<string> = new Set<keyof QuantizeOptions>([
   'algorithm',
   'symmetric',
   'accuracyLevel',
+  'actOrder',
+  'damp',
+  'shardSize',
 ]);
 
 function bad(message: string, hint?: string): LowbitError {
@@ -340,7 +357,7 @@ export function resolveQuantizeOptions(o: QuantizeOptions): ResolvedQuantizeOpti
     throw bad('labels need the samples they label', 'pass --calib DATA together with --labels LABELS.npy (one label per sample)');
   }
   const weightOnly = mode === 'weight-only';
-  const weightOnlyKeys = (['bits', 'blockSize', 'algorithm', 'symmetric', 'accuracyLevel'] as const).filter((k) => o[k] !== undefined);
+  const weightOnlyKeys = (['bits', 'blockSize', 'algorithm', 'symmetric', 'accuracyLevel', 'actOrder', 'damp'] as const).filter((k) => o[k] !== undefined);
   if (!weightOnly && weightOnlyKeys.length) {
     throw bad(`${weightOnlyKeys.join(', ')} ${weightOnlyKeys.length > 1 ? 'apply' : 'applies'} to weight-only mode only`, 'pass --mode weight-only, or drop them');
   }
@@ -350,7 +367,12 @@ export function resolveQuantizeOptions(o: QuantizeOptions): ResolvedQuantizeOpti
     if (given.length) throw bad(`${given.join(', ')} ${given.length > 1 ? 'do' : 'does'} not apply to weight-only mode`, 'drop them: weight-only mode quantizes MatMul/Gemm weights blockwise (--bits, --block-size, --algorithm, --symmetric) and keeps activations float');
     if (o.format === 'qoperator') throw bad('the qoperator format applies to static mode only', 'weight-only mode writes --format matmulnbits (default) or qdq');
     if (o.algorithm !== undefined) oneOf('algorithm', o.algorithm, WEIGHT_ALGORITHMS, 'rtn');
-    checkWeightOnlyOptions({ bits: o.bits ?? 4, blockSize: o.blockSize ?? 32, ...(o.symmetric !== undefined ? { symmetric: o.symmetric } : {}), ...(o.algorithm !== undefined ? { algorithm: o.algorithm } : {}), format: o.format === 'qdq' ? 'qdq' : 'matmulnbits', ...(o.accuracyLevel !== undefined ? { accuracyLevel: o.accuracyLevel } : {}) });
+    const gptq = o.algorithm === 'gptq';
+    if (gptq && calib === undefined) throw bad('gptq needs calibration data: it compensates each weight\'s rounding error using the activations that reach it', 'pass --calib DATA (samples for the model inputs), or use --algorithm rtn / hqq (data-free)');
+    if (!gptq && (o.actOrder !== undefined || o.damp !== undefined)) throw bad('actOrder and damp apply to --algorithm gptq only', 'add --algorithm gptq, or drop --act-order / --no-act-order / --damp');
+    if (o.actOrder !== undefined && typeof o.actOrder !== 'boolean') throw bad('actOrder must be true or false');
+    if (o.damp !== undefined && !(typeof o.damp === 'number' && o.damp > 0 && o.damp < 1)) throw bad(`damp must be a number in (0, 1) (got ${JSON.stringify(o.damp)})`, 'use 0.01 (the default) or raise it, e.g. 0.1, when GPTQ reports a Hessian that is not positive definite');
+    checkWeightOnlyOptions({ bits: o.bits ?? 4, blockSize: o.blockSize ?? 32, ...(o.symmetric !== undefined ? { symmetric: o.symmetric } : {}), ...(o.algorithm !== undefined && o.algorithm !== 'gptq' ? { algorithm: o.algorithm } : {}), format: o.format === 'qdq' ? 'qdq' : 'matmulnbits', ...(o.accuracyLevel !== undefined ? { accuracyLevel: o.accuracyLevel } : {}) });
   } else if (o.format === 'matmulnbits') {
     throw bad('the matmulnbits format applies to weight-only mode only', 'pass --mode weight-only, or use --format qdq / qoperator (static mode)');
   }
@@ -417,6 +439,9 @@ export function resolveQuantizeOptions(o: QuantizeOptions): ResolvedQuantizeOpti
     if (calib === undefined) throw bad('maxDrop needs samples to measure the drop on', 'pass --calib DATA (and --labels to gate on accuracy)');
   }
   const saveConfig = o.saveConfig === undefined ? undefined : path('saveConfig', o.saveConfig);
+  if (o.shardSize !== undefined && !(Number.isSafeInteger(o.shardSize) && o.shardSize >= 1024 * 1024)) {
+    throw bad(`shardSize must be a whole number of bytes, at least 1 MiB (got ${JSON.stringify(o.shardSize)})`, 'e.g. --shard-size 512MB (browsers load shards of up to 2 GB)');
+  }
   return {
     input: path('input', o.input),
     output: path('output', o.output),
@@ -447,5 +472,8 @@ export function resolveQuantizeOptions(o: QuantizeOptions): ResolvedQuantizeOpti
     algorithm: o.algorithm ?? 'rtn',
     symmetric: o.symmetric ?? false,
     accuracyLevel: o.accuracyLevel ?? 0,
+    actOrder: o.actOrder ?? true,
+    damp: o.damp ?? 0.01,
+    shardSize: o.shardSize,
   };
 }

@@ -15,6 +15,8 @@ import { DataType } from '../onnx/proto.js';
 import { DEFAULT_BLOCK, convertFloat16, type Float16Report } from '../passes/float16.js';
 import { quantizeDynamic } from '../passes/quantize-dynamic.js';
 import { quantizeWeightOnly } from '../passes/weight-only.js';
+import type { BlockQuantized } from '../quant/blockwise.js';
+import { collectHessians, gptqHook, hessianTargets } from './hessian.js';
 import { compareLatency, type LatencyComparison } from './bench.js';
 import { applyQuantizeConfig, configOf, defaultConfigPath, writeQuantizeConfig } from './config.js';
 import { evaluate, type EvaluateResult } from './evaluate.js';
@@ -220,7 +222,8 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
   if (configOut !== undefined && [o.input, o.output].some((p) => resolve(p) === resolve(configOut))) {
     throw new LowbitError('SAME_INPUT_OUTPUT', `the config path '${configOut}' is a model file of this run`, 'write the config to another file, e.g. model.lowbit.json');
   }
-  const loaded = await loadModel(o.input);
+  // Weights stay on disk until a pass reads them (external data is read tensor by tensor, never all at once).
+  const loaded = await loadModel(o.input, { externalData: 'stream' });
   const model = new Model(loaded.model);
   checkOpset(model, o.input);
 
@@ -231,7 +234,7 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
   if (o.calib !== undefined) {
     data = openModelData(o.calib, modelInputs(model), o.image);
     if (o.labels !== undefined) labels = readLabels(o.labels, data.count);
-    if (o.mode === 'static') {
+    if (o.mode === 'static' || (o.mode === 'weight-only' && o.algorithm === 'gptq')) {
       const hold = holdoutCount(data.count);
       if (hold === 0) {
         calibData = data;
@@ -254,16 +257,23 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
   let prepare: ((sets: string[][]) => Promise<unknown>) | undefined;
   let f16: Float16Report | undefined;
   if (o.mode === 'fp16' || o.mode === 'bf16') {
-    ({ model: quantized, report: f16 } = convertFloat16(model, float16Options(o)));
+    ({ model: quantized, report: f16 } = convertFloat16(model, { ...float16Options(o), defer: true })); // converted as saved; the report is complete after saveModel
     nodes = float16Decisions(model, f16);
     rebuild = async () => ({ model: quantized, nodes }); // resolveQuantizeOptions refuses maxDrop in these modes
   } else if (o.mode === 'weight-only') {
+    // GPTQ: one Hessian per weight input from the calibration samples, gathered once (the gate's rebuilds reuse them).
+    let hook: ((name: string, w: Float32Array, K: number, N: number) => BlockQuantized) | undefined;
+    if (o.algorithm === 'gptq') {
+      const targets = hessianTargets(model, { excludeNodes: o.excludeNodes, excludeOps: o.excludeOps });
+      const hessians = await collectHessians(model, calibData!, targets, { ...(o.threads !== undefined ? { threads: o.threads } : {}), ...(o.onProgress ? { onProgress: (p) => o.onProgress!({ stage: 'calibrate', done: p.samples, total: calibData!.count }) } : {}) });
+      hook = gptqHook(model, hessians, { bits: o.bits, blockSize: o.blockSize, symmetric: o.symmetric, damp: o.damp, actOrder: o.actOrder });
+    }
     const weightOnly = (excludeNodes: string[]): { model: Model; nodes: NodeDecision[] } => {
       const r = quantizeWeightOnly(model, {
         bits: o.bits,
         blockSize: o.blockSize,
         symmetric: o.symmetric,
-        algorithm: o.algorithm,
+        ...(hook ? { quantizeWeight: hook, quantizeWeightName: o.actOrder ? 'gptq, act-order' : 'gptq' } : { algorithm: o.algorithm as 'rtn' | 'hqq' }),
         // resolveQuantizeOptions refuses qoperator in this mode, and accuracyLevel with qdq
         ...(o.format === 'qdq' ? { format: 'qdq' as const } : { format: 'matmulnbits' as const, accuracyLevel: o.accuracyLevel }),
         excludeNodes,
@@ -333,7 +343,7 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
     nodes = gate.nodes;
   }
 
-  const saved = await saveModel(quantized.toProto(), o.output, { inputPath: o.input });
+  const saved = await saveModel(quantized.toProto(), o.output, { inputPath: o.input, ...(o.shardSize !== undefined ? { shardSize: o.shardSize } : {}) });
   const before = fileBytes(o.input) + loaded.externalSources.reduce((s, e) => s + e.length, 0);
   const after = saved.bytes + (saved.dataBytes ?? 0);
   // fp16 with float16 IO: verified through the same conversion with float32 IO (the same float16 compute; the edge

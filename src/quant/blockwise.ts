@@ -70,7 +70,26 @@ function checkShape(w: ArrayLike<number>, K: number, N: number): void {
 }
 
 /** Rounding as MLAS does it (roundf: halves away from zero). */
-const roundAway = (v: number): number => (v < 0 ? -Math.round(-v) : Math.round(v));
+export const roundAway = (v: number): number => (v < 0 ? -Math.round(-v) : Math.round(v));
+
+/**
+ * One block's scale and zero point from its range (RTN's grid, shared by GPTQ): see {@link quantizeBlockwiseRtn}.
+ * `lo` / `hi` are the block's extremes widened to include 0, `extreme` its value of largest magnitude. An all-zero
+ * block gets scale 1 (its codes equal the zero point and dequantize to exactly 0).
+ */
+export function blockGrid(lo: number, hi: number, extreme: number, bits: number, symmetric: boolean): { scale: number; zeroPoint: number } {
+  const qmax = (1 << bits) - 1;
+  let scale: number;
+  let zeroPoint: number;
+  if (symmetric) {
+    zeroPoint = 1 << (bits - 1);
+    scale = Math.fround(-extreme / zeroPoint);
+  } else {
+    scale = Math.fround((hi - lo) / qmax);
+    zeroPoint = scale === 0 ? 0 : Math.min(qmax, Math.max(0, roundAway(-lo / scale)));
+  }
+  return { scale: scale === 0 ? 1 : scale, zeroPoint };
+}
 
 /**
  * Round-to-nearest blockwise quantization of a MatMul weight B [K, N] (row-major), blocks along K, with
@@ -91,7 +110,6 @@ export function quantizeBlockwiseRtn(w: Float32Array, K: number, N: number, o: B
   const { bits, blockSize, symmetric } = o;
   const nb = kBlocks(K, blockSize);
   const qmax = (1 << bits) - 1;
-  const mid = 1 << (bits - 1);
   const padded = nb * blockSize;
   const q = new Uint8Array(N * padded);
   const scales = new Float32Array(N * nb);
@@ -110,16 +128,7 @@ export function quantizeBlockwiseRtn(w: Float32Array, K: number, N: number, o: B
         if (v > hi) hi = v;
         if (Math.abs(v) > Math.abs(extreme)) extreme = v;
       }
-      let scale: number;
-      let zp: number;
-      if (symmetric) {
-        zp = mid;
-        scale = Math.fround(-extreme / mid);
-      } else {
-        scale = Math.fround((hi - lo) / qmax);
-        zp = scale === 0 ? 0 : Math.min(qmax, Math.max(0, roundAway(-lo / scale)));
-      }
-      if (scale === 0) scale = 1; // all-zero block: codes = zero point, dequantized exactly 0
+      const { scale, zeroPoint: zp } = blockGrid(lo, hi, extreme, bits, symmetric);
       const i = n * nb + b;
       scales[i] = scale;
       zeroPoints[i] = zp;

@@ -13,7 +13,7 @@
 // MatMulNBits has no usable g_idx, so the result must remain a plain BlockQuantized.
 
 import { LowbitError } from '../errors.js';
-import { checkBlockwiseOptions, kBlocks, type BlockBits, type BlockQuantized } from './blockwise.js';
+import { blockGrid, checkBlockwiseOptions, kBlocks, roundAway, type BlockBits, type BlockQuantized } from './blockwise.js';
 
 /**
  * Streaming Hessian of a linear layer's inputs: H = 2/n · Σ x xᵀ over the rows x (length K) of the
@@ -219,30 +219,7 @@ export interface GptqQuantized extends BlockQuantized {
 }
 
 /** Rounding as MLAS does it (roundf: halves away from zero), as blockwise.ts's RTN. */
-const roundAway = (v: number): number => (v < 0 ? -Math.round(-v) : Math.round(v));
 
-/**
- * Scale and zero point of one block's grid, with the formulas of blockwise.ts's `quantizeBlockwiseRtn` (ONNX
- * Runtime's MLAS `range2scalezp` / `range2scale`), from the block's range [lo, hi] (both already widened to
- * include 0) and its value of largest magnitude. Asymmetric: scale = (hi - lo) / (2^bits - 1), zero point
- * round(-lo / scale) clamped to the grid. Symmetric: zero point 2^(bits-1), scale = -extreme / 2^(bits-1)
- * (negative when the extreme is positive). An all-zero block gets scale 1, so it dequantizes to exactly 0.
- * The scale is rounded to float32 (what is stored), so codes are computed with the stored value.
- * Kept in step with blockwise.ts by test/unit/quant-gptq.test.ts (identity Hessian gives RTN's codes).
- */
-function blockGrid(lo: number, hi: number, extreme: number, bits: number, symmetric: boolean): { scale: number; zeroPoint: number } {
-  const maxq = (1 << bits) - 1;
-  let scale: number;
-  let zeroPoint: number;
-  if (symmetric) {
-    zeroPoint = 1 << (bits - 1);
-    scale = Math.fround(-extreme / zeroPoint);
-  } else {
-    scale = Math.fround((hi - lo) / maxq);
-    zeroPoint = scale === 0 ? 0 : Math.min(maxq, Math.max(0, roundAway(-lo / scale)));
-  }
-  return { scale: scale === 0 ? 1 : scale, zeroPoint };
-}
 
 /** In-place lower Cholesky factor of the row-major SPD matrix `a` [K, K]; false when it is not positive definite. */
 function choleskyLower(a: Float64Array, K: number): boolean {

@@ -71,6 +71,9 @@ interface QuantizeFlags extends ImageFlags {
   algorithm?: WeightAlgorithm;
   symmetric?: boolean;
   accuracyLevel?: number;
+  actOrder?: boolean;
+  damp?: number;
+  shardSize?: number;
 }
 
 /** Command-line flags -> library options; only what the user set (the library owns the defaults). */
@@ -107,7 +110,20 @@ export function toQuantizeOptions(input: string, f: QuantizeFlags): QuantizeOpti
   if (f.algorithm !== undefined) o.algorithm = f.algorithm;
   if (f.symmetric) o.symmetric = true;
   if (f.accuracyLevel !== undefined) o.accuracyLevel = f.accuracyLevel;
+  if (f.actOrder !== undefined) o.actOrder = f.actOrder;
+  if (f.damp !== undefined) o.damp = f.damp;
+  if (f.shardSize !== undefined) o.shardSize = f.shardSize;
   return o;
+}
+
+/** commander value parser: a size in bytes, '1048576', '512MB', '1.5GB', '64MiB' (KB/MB/GB are powers of 1024, as file managers show them). */
+function byteSize(value: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(B|KB|KIB|MB|MIB|GB|GIB)?\s*$/i.exec(value);
+  if (!m) throw new InvalidArgumentError('expected a size such as 512MB or 2GB.');
+  const unit = (m[2] ?? 'B').toUpperCase().replace('I', '');
+  const bytes = Math.floor(Number(m[1]) * 1024 ** ({ B: 0, KB: 1, MB: 2, GB: 3 } as Record<string, number>)[unit]!);
+  if (!Number.isSafeInteger(bytes) || bytes < 1) throw new InvalidArgumentError('expected a size such as 512MB or 2GB.');
+  return bytes;
 }
 
 /** commander value parser: a finite decimal number ('99.99', '1e-2'); ranges are checked by the library. */
@@ -147,7 +163,11 @@ export function registerQuantize(program: Command): void {
     .addOption(choiceOption('--format <format>', "static mode: 'qdq' (QuantizeLinear/DequantizeLinear pairs that ORT fuses; default) or 'qoperator' (QLinearConv, QLinearMatMul, com.microsoft QLinear* ops written out, for runtimes without a QDQ fuser); weight-only mode: 'matmulnbits' (com.microsoft MatMulNBits; default) or 'qdq' (blocked DequantizeLinear -> MatMul, opset 21)", MODEL_FORMATS))
     .addOption(choiceOption('--bits <N>', 'weight-only: bits per weight code, 8, 4 or 2 (default: 4)', WEIGHT_BITS.map(String)).argParser((v: string) => Number(v)))
     .addOption(new Option('--block-size <N>', 'weight-only: weight rows quantized together, a power of two in 16..256 (default: 32)').argParser(positiveInt))
-    .addOption(choiceOption('--algorithm <name>', "weight-only: 'rtn' (round to nearest, default) or 'hqq' (half-quadratic optimised zero points and scales, data-free)", WEIGHT_ALGORITHMS))
+    .addOption(choiceOption('--algorithm <name>', "weight-only: 'rtn' (round to nearest, default), 'hqq' (half-quadratic optimised zero points and scales, data-free) or 'gptq' (second-order error compensation from the --calib activations)", WEIGHT_ALGORITHMS))
+    .addOption(new Option('--act-order', 'weight-only, gptq: quantize input features in order of decreasing activation energy (default)'))
+    .addOption(new Option('--no-act-order', 'weight-only, gptq: quantize input features in their order'))
+    .addOption(new Option('--damp <fraction>', 'weight-only, gptq: damping added to the Hessian diagonal, a fraction of its mean (default: 0.01)').argParser(finiteNumber))
+    .addOption(new Option('--shard-size <size>', "split the output's external data into files of at most this size, e.g. 512MB or 2GB (named <OUT>_data, <OUT>_data_1, ... as transformers.js loads them)").argParser(byteSize))
     .addOption(new Option('--symmetric', 'weight-only, rtn: one zero point 2^(bits-1) for all blocks (no zero_points tensor)'))
     .addOption(new Option('--accuracy-level <N>', "weight-only, matmulnbits: MatMulNBits accuracy_level 0..4 (default 0: ORT's default; 4: int8 compute of the activations)").argParser((v: string) => { if (!/^\d$/.test(v.trim())) throw new InvalidArgumentError('expected an integer 0..4.'); return Number(v); }))
     .option('--exclude-nodes <A,B>', 'node names to leave in float (comma-separated, repeatable)', nameList)
