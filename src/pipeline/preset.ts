@@ -34,6 +34,8 @@ export interface PresetOptions {
   dtypes?: TransformersJsDtype[];
   /** Check each variant in onnxruntime-web's wasm backend (default true). */
   web?: boolean;
+  /** Split external data into files of at most this many bytes (`<variant>.onnx_data`, `_data_1`, ...). */
+  shardSize?: number;
   threads?: number;
   onProgress?: (event: ProgressEvent) => void;
 }
@@ -98,7 +100,7 @@ export function buildVariant(model: Model, dtype: TransformersJsDtype): { model:
   };
   switch (dtype) {
     case 'fp16': {
-      const r = convertFloat16(model, { type: 'float16', keepIoTypes: true });
+      const r = convertFloat16(model, { type: 'float16', keepIoTypes: true, defer: true });
       return { model: r.model, quantizedNodes: r.report.converted };
     }
     case 'q8': {
@@ -178,7 +180,8 @@ export async function quantizeTransformersJs(o: PresetOptions): Promise<PresetRe
   const variants: PresetVariant[] = [];
   const total = files.length * dtypes.length;
   for (const file of files) {
-    const loaded = await loadModel(file);
+    // Weights are read from disk as each variant's passes need them (external data is streamed, never all held).
+    const loaded = await loadModel(file, { externalData: 'stream' });
     const model = new Model(loaded.model);
     const sourceBytes = statSync(file).size + loaded.externalSources.reduce((s, e) => s + e.length, 0);
     const feeds = syntheticFeeds(model);
@@ -186,7 +189,8 @@ export async function quantizeTransformersJs(o: PresetOptions): Promise<PresetRe
     for (const dtype of dtypes) {
       const out = join(o.outputDir ?? dirname(file), `${basename(file, '.onnx')}${DTYPE_SUFFIX[dtype]}.onnx`);
       const built = buildVariant(model, dtype);
-      const saved = await saveModel(built.model.toProto(), out, { inputPath: file });
+      // transformers.js loads external data from `<file>.onnx_data` (and `_data_1`, ... with use_external_data_format: N).
+      const saved = await saveModel(built.model.toProto(), out, { inputPath: file, externalDataName: `${basename(out)}_data`, ...(o.shardSize !== undefined ? { shardSize: o.shardSize } : {}) });
       const v: PresetVariant = { source: file, dtype, output: out, bytes: saved.bytes + (saved.dataBytes ?? 0), sourceBytes, quantizedNodes: built.quantizedNodes, node: 'ok', web: 'skipped' };
       if (feeds) {
         try {
@@ -198,9 +202,10 @@ export async function quantizeTransformersJs(o: PresetOptions): Promise<PresetRe
         } catch (e) {
           v.node = message(e);
         }
-        if (o.web !== false && v.bytes <= WEB_CHECK_MAX_BYTES && saved.dataPath === undefined) {
+        if (o.web !== false && v.bytes <= WEB_CHECK_MAX_BYTES) {
           try {
-            await runInWeb(new Uint8Array(readFileSync(out)), feeds);
+            const external = (saved.dataPaths ?? []).map((p) => ({ path: basename(p), data: new Uint8Array(readFileSync(p)) }));
+            await runInWeb(new Uint8Array(readFileSync(out)), feeds, external);
             v.web = 'ok';
           } catch (e) {
             v.web = message(e);

@@ -220,7 +220,7 @@ export function registerQuantize(program: Command): void {
 
 /** `--preset transformers.js`: the dtype suite for a model folder; the per-model quantize flags do not apply. */
 async function runPreset(input: string, flags: QuantizeFlags): Promise<void> {
-  const given = Object.keys(toQuantizeOptions(input, flags)).filter((k) => !['input', 'output', 'threads'].includes(k));
+  const given = Object.keys(toQuantizeOptions(input, flags)).filter((k) => !['input', 'output', 'threads', 'shardSize'].includes(k));
   if (given.length) {
     throw new LowbitError('BAD_OPTION', `${given.join(', ')} ${given.length > 1 ? 'do' : 'does'} not apply with --preset`, 'the preset fixes each variant\'s settings (see --help); quantize one variant with --mode instead to choose them');
   }
@@ -238,6 +238,7 @@ async function runPreset(input: string, flags: QuantizeFlags): Promise<void> {
       ...(flags.output !== undefined ? { outputDir: flags.output } : {}),
       ...(dtypes ? { dtypes } : {}),
       web: flags.webCheck !== false,
+      ...(flags.shardSize !== undefined ? { shardSize: flags.shardSize } : {}),
       ...(flags.threads !== undefined ? { threads: flags.threads } : {}),
       onProgress: progress.onProgress,
     });
