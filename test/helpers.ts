@@ -17,6 +17,18 @@ export function throwsLowbit(fn: () => unknown, code: string, ...parts: string[]
   return err;
 }
 
+/** Largest |got - reference| relative to the largest |reference| (same lengths asserted). */
+export function maxRelError(got: ArrayLike<number>, reference: ArrayLike<number>): number {
+  assert.equal(got.length, reference.length, 'arrays of different lengths');
+  let d = 0;
+  let m = 0;
+  for (let i = 0; i < got.length; i++) {
+    d = Math.max(d, Math.abs(got[i]! - reference[i]!));
+    m = Math.max(m, Math.abs(reference[i]!));
+  }
+  return d / m;
+}
+
 /**
  * Rewrites a lowbit QDQ model to the naming of ORT's Python quantizer: each activation DequantizeLinear
  * writes a new `<t>_DequantizeLinear_Output` that the consumers read, and the producer keeps writing `t`.

@@ -18,6 +18,7 @@ import { dequantizeBlockwise, quantizeBlockwiseRtn } from '../../src/quant/block
 import { gptqQuantize } from '../../src/quant/gptq.js';
 import { mulberry32 } from '../../src/rng.js';
 import { Session } from '../../src/runtime/session.js';
+import { maxRelError } from '../helpers.js';
 
 const S = 20; // samples
 const T = 3; // tokens per sample
@@ -64,16 +65,6 @@ function matmul(a: Float32Array, b: Float32Array, m: number, k: number, n: numbe
   return out;
 }
 
-function maxRelDiff(a: Float64Array, b: Float64Array): number {
-  let m = 0;
-  let scale = 0;
-  for (let i = 0; i < a.length; i++) {
-    m = Math.max(m, Math.abs(a[i]! - b[i]!));
-    scale = Math.max(scale, Math.abs(b[i]!));
-  }
-  return m / scale;
-}
-
 async function boundData(m: Model, samples = S) {
   const s = await Session.create(encodeModel(m.toProto()));
   // zt is an unbatched input [8, 4]: one sample per run
@@ -108,7 +99,7 @@ test('collectHessians: shared, intermediate and transposed inputs equal 2/n Xᵀ
   const hx = hs.get('q_proj')!;
   assert.equal(hx.rows, S * T);
   assert.equal(hs.get('k_proj')!.H, hx.H, 'one accumulator for the shared input');
-  assert.ok(maxRelDiff(hx.H, direct(X, K)) < 1e-6, `x ${maxRelDiff(hx.H, direct(X, K))}`); // ORT sums in float32
+  assert.ok(maxRelError(hx.H, direct(X, K)) < 1e-6, `x ${maxRelError(hx.H, direct(X, K))}`); // ORT sums in float32
   // the features are correlated: off-diagonal mass (feature i with i+1)
   assert.ok(Math.abs(hx.H[0 * K + 1]!) > 0.3 * hx.H[0]!, `H01 ${hx.H[1]} vs H00 ${hx.H[0]}`);
 
@@ -116,14 +107,14 @@ test('collectHessians: shared, intermediate and transposed inputs equal 2/n Xᵀ
   const act = matmul(X, W1, S * T, K, 8).map((v) => Math.max(0, v));
   const ha = hs.get('out_proj')!;
   assert.equal(ha.rows, S * T);
-  assert.ok(maxRelDiff(ha.H, direct(act, 8)) < 1e-6, `act ${maxRelDiff(ha.H, direct(act, 8))}`);
+  assert.ok(maxRelError(ha.H, direct(act, 8)) < 1e-6, `act ${maxRelError(ha.H, direct(act, 8))}`);
 
   // Gemm transA: zt is [8, 4] per sample, its 4 columns are rows of the Hessian
   const rowsT = new Float32Array(S * 4 * 8);
   for (let s = 0; s < S; s++) for (let kk = 0; kk < 8; kk++) for (let c = 0; c < 4; c++) rowsT[(s * 4 + c) * 8 + kk] = ZT[s * 32 + kk * 4 + c]!;
   const hg = hs.get('gemm')!;
   assert.equal(hg.rows, S * 4);
-  assert.ok(maxRelDiff(hg.H, direct(rowsT, 8)) < 1e-6, `gemm ${maxRelDiff(hg.H, direct(rowsT, 8))}`);
+  assert.ok(maxRelError(hg.H, direct(rowsT, 8)) < 1e-6, `gemm ${maxRelError(hg.H, direct(rowsT, 8))}`);
 });
 
 test('collectHessians: GPTQ on the collected Hessian beats RTN on the model output in ORT', async () => {

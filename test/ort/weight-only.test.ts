@@ -20,6 +20,7 @@ import { dequantizeBlockwise, quantizeBlockwiseRtn, type BlockBits } from '../..
 import { sqnrDb } from '../../src/quant/metrics.js';
 import { mulberry32 } from '../../src/rng.js';
 import { Session, type OptimizationLevel } from '../../src/runtime/session.js';
+import { maxRelError } from '../helpers.js';
 
 const rand = (n: number, seed: number, std = 1) => {
   const r = mulberry32(seed);
@@ -33,17 +34,6 @@ async function run(model: Model, feeds: Record<string, NdArray>, optimizationLev
   } finally {
     await s.release();
   }
-}
-
-/** Largest |a - b| relative to the largest |b|. */
-function relErr(a: Float32Array, b: Float32Array): number {
-  let e = 0;
-  let m = 0;
-  for (let i = 0; i < a.length; i++) {
-    e = Math.max(e, Math.abs(a[i]! - b[i]!));
-    m = Math.max(m, Math.abs(b[i]!));
-  }
-  return e / m;
 }
 
 const M = 5;
@@ -71,7 +61,7 @@ describe('weight-only quantization in ORT', () => {
           assert.equal(q.graph.nodes[0]!.opType, 'MatMulNBits');
           const ref = await run(matmulModel(dequantizeBlockwise(quantizeBlockwiseRtn(W, K, N, { bits, blockSize, symmetric }))), feeds);
           const got = await run(q, feeds);
-          assert.ok(relErr(got, ref) < 1e-5, `${bits}-bit block ${blockSize} ${symmetric ? 'sym' : 'asym'}: ${relErr(got, ref)}`);
+          assert.ok(maxRelError(got, ref) < 1e-5, `${bits}-bit block ${blockSize} ${symmetric ? 'sym' : 'asym'}: ${maxRelError(got, ref)}`);
         }
       }
     }
@@ -83,8 +73,8 @@ describe('weight-only quantization in ORT', () => {
         const { model: q } = quantizeWeightOnly(matmulModel(W), { bits, blockSize: 32, symmetric, format: 'qdq' });
         const ref = await run(matmulModel(dequantizeBlockwise(quantizeBlockwiseRtn(W, K, N, { bits, blockSize: 32, symmetric }))), feeds);
         const got = await run(q, feeds, 'basic');
-        assert.ok(relErr(got, ref) < 1e-5, `${bits}-bit ${symmetric}: ${relErr(got, ref)}`);
-        assert.ok(relErr(await run(q, feeds), ref) < 2e-2);
+        assert.ok(maxRelError(got, ref) < 1e-5, `${bits}-bit ${symmetric}: ${maxRelError(got, ref)}`);
+        assert.ok(maxRelError(await run(q, feeds), ref) < 2e-2);
       }
     }
   });
@@ -96,7 +86,7 @@ describe('weight-only quantization in ORT', () => {
       const g = await run(q, feeds);
       assert.ok(sqnrDb(f, g) > 15, `${algorithm}: ${sqnrDb(f, g)} dB`);
       const { model: q4 } = quantizeWeightOnly(matmulModel(W, true), { bits: 4, blockSize: 32, algorithm, accuracyLevel: 4 });
-      assert.ok(relErr(await run(q4, feeds), g) < 2e-2);
+      assert.ok(maxRelError(await run(q4, feeds), g) < 2e-2);
     }
   });
 
