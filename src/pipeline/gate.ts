@@ -40,6 +40,11 @@ export interface GateOptions {
   data: EvalData;
   /** One label per sample of `data`: gates on accuracy. */
   labels?: NdArray;
+  /**
+   * Held-out samples the gate does not choose on: the returned model's drop (and the first model's) are measured on
+   * them, so the reported drop is not biased by the choice. Without it, the drop reported is the one chosen on.
+   */
+  check?: { data: EvalData; labels?: NdArray };
   /** Samples per run. */
   batch: number;
   /** The model quantized with the user's options. */
@@ -100,16 +105,16 @@ export async function runGate(opts: GateOptions): Promise<GateResult> {
     const cands = quantizedNames(opts.base.nodes);
     const bound = 1 + 2 * cands.length;
     let metric: GateSummary['metric'] | undefined;
-    const measure = async (c: GateCandidate): Promise<number> => {
+    const measure = async (c: GateCandidate, on: { data: EvalData; labels?: NdArray } = opts): Promise<number> => {
       const r = await evaluate({
         model: encodeModel(c.model.toProto()),
         reference: float,
-        data: opts.data,
-        ...(opts.labels ? { labels: opts.labels } : {}),
+        data: on.data,
+        ...(on.labels ? { labels: on.labels } : {}),
         batch: opts.batch,
         ...(opts.threads !== undefined ? { threads: opts.threads } : {}),
       });
-      trials++;
+      if (on === opts) trials++;
       opts.onProgress?.({ stage: 'gate', done: trials, total: bound });
       const m = measureDrop(r, metric);
       metric = m.metric;
@@ -117,19 +122,35 @@ export async function runGate(opts: GateOptions): Promise<GateResult> {
     };
     const baseDrop = await measure(opts.base);
     let cur = { cand: opts.base, drop: baseDrop, excluded: [] as string[] };
-    const done = (warnings: string[]): GateResult => ({
-      maxDrop: opts.maxDrop,
-      achieved: cur.drop <= opts.maxDrop + EPS,
-      drop: cur.drop,
-      baseDrop,
-      metric: metric!,
-      excluded: cur.excluded,
-      trials,
-      model: cur.cand.model,
-      nodes: cur.cand.nodes,
-      warnings,
-    });
-    if (baseDrop <= opts.maxDrop + EPS) return done([]);
+    const done = async (warnings: string[]): Promise<GateResult> => {
+      const r: GateResult = {
+        maxDrop: opts.maxDrop,
+        achieved: cur.drop <= opts.maxDrop + EPS,
+        drop: cur.drop,
+        baseDrop,
+        metric: metric!,
+        excluded: cur.excluded,
+        trials,
+        model: cur.cand.model,
+        nodes: cur.cand.nodes,
+        warnings,
+      };
+      if (!opts.check) return r;
+      // The verdict on samples the choice never saw.
+      r.selection = { samples: opts.data.count, drop: cur.drop, baseDrop };
+      r.checkSamples = opts.check.data.count;
+      r.drop = await measure(cur.cand, opts.check);
+      r.baseDrop = cur.cand === opts.base ? r.drop : await measure(opts.base, opts.check);
+      r.achieved = r.drop <= opts.maxDrop + EPS;
+      if (!r.achieved && cur.drop <= opts.maxDrop + EPS) {
+        r.warnings.push(
+          `accuracy gate: the goal of at most ${pts(opts.maxDrop)} holds on the ${opts.data.count} samples the layers were chosen on (${pts(cur.drop)}) but NOT on the ${opts.check.data.count} held-out samples kept apart (${pts(r.drop)}): ` +
+            'the samples are too few or too unlike each other to tell; give more --calib samples, or raise --max-drop',
+        );
+      }
+      return r;
+    };
+    if (baseDrop <= opts.maxDrop + EPS) return await done([]);
 
     // Sensitivity: the drop with each quantized node alone kept float.
     await opts.prepare?.(cands.map((c) => [...opts.fixed, c]));
@@ -164,12 +185,12 @@ export async function runGate(opts: GateOptions): Promise<GateResult> {
         next = { cand: t, drop: await measure(t) };
       }
       if (next.drop < cur.drop) cur = { cand: next.cand, drop: next.drop, excluded };
-      if (cur.drop <= opts.maxDrop + EPS) return done([]);
+      if (cur.drop <= opts.maxDrop + EPS) return await done([]);
     }
     const what = metric === 'accuracy' ? 'top-1 accuracy drop' : metric === 'agreement' ? '100 − top-1 agreement %' : `relative RMS output error % (goal: output SQNR ≥ ${sqnrGoalDb(opts.maxDrop).toFixed(1)} dB)`;
     const where = opts.fallback === 'int16' ? 'at 16 bits' : 'float';
     const kept = cur.excluded.length ? `${cur.excluded.length} layer${cur.excluded.length > 1 ? 's' : ''} kept ${where} (${cur.excluded.join(', ')})` : `no layer kept ${where} (none that was tried lowered the drop)`;
-    return done([
+    return await done([
       `accuracy gate: the goal of at most ${pts(opts.maxDrop)} (${what}) was NOT met: the best model reached ${pts(cur.drop)} (first model: ${pts(baseDrop)}) with ${kept}; ` +
         `${stop || (single.length ? `no other layer lowers the drop (${single.length} of ${cands.length} quantized nodes measured alone)` : `keeping any of the ${cands.length} quantized node${cands.length === 1 ? '' : 's'} float would leave nothing quantized`)}. The best model was saved; raise --max-drop, try another --method, or keep the float model`,
     ]);

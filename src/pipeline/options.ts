@@ -272,6 +272,12 @@ export interface GateSummary {
   fallback?: GateFallback;
   /** Quantized variants the gate evaluated on the held-out samples (the first model included). */
   trials: number;
+  /**
+   * When the held-out samples were split: the gate chose on `selection.samples` of them (with these drops there),
+   * and `drop` / `baseDrop` / `achieved` are measured on the other `checkSamples`.
+   */
+  selection?: { samples: number; drop: number; baseDrop: number };
+  checkSamples?: number;
 }
 
 const KEYS: ReadonlySet<string> = new Set<keyof QuantizeOptions>([

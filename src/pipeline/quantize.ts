@@ -29,6 +29,9 @@ import { syntheticSource } from './synthetic.js';
 export const MIN_OPSET = 7;
 export const MAX_OPSET = 23;
 
+/** Held-out samples from which the accuracy gate chooses on one half and reports on the other. */
+const GATE_SPLIT_MIN = 8;
+
 /** Held-out samples used to verify a static model: 20% of the data, at least 4 and at most 256. */
 export function holdoutCount(count: number): number {
   if (count < 8) return 0;
@@ -325,11 +328,22 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
   // The accuracy gate: trials from the same calibration, measured on the held-out samples.
   let gate: GateResult | undefined;
   if (o.maxDrop !== undefined && data) {
+    // Layers are chosen on half of the held-out samples and the result judged on the other half, so the reported
+    // drop is not flattered by the choice (with fewer than GATE_SPLIT_MIN samples both use all of them).
+    let pick: { data: BoundDataSource; labels?: NdArray } = { data, ...(labels ? { labels } : {}) };
+    let check: { data: BoundDataSource; labels?: NdArray } | undefined;
+    if (data.count >= GATE_SPLIT_MIN) {
+      const half = Math.floor(data.count / 2);
+      const parts = split(data, { count: half });
+      pick = { data: parts.head, ...(labels ? { labels: sliceAxis0(labels, 0, parts.head.count) } : {}) };
+      check = { data: parts.tail, ...(labels ? { labels: sliceAxis0(labels, parts.head.count, data.count) } : {}) };
+    }
     gate = await runGate({
       maxDrop: o.maxDrop,
       float: o.input,
-      data,
-      ...(labels ? { labels } : {}),
+      data: pick.data,
+      ...(pick.labels ? { labels: pick.labels } : {}),
+      ...(check ? { check } : {}),
       batch: verifyBatch(data),
       base: { model: quantized, nodes },
       fixed: o.excludeNodes,
@@ -375,7 +389,17 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
     if (integerKernels && nodes.some((n) => n.quantized)) result.warnings.push(...speedWarnings(result.latency));
   }
   if (gate) {
-    result.gate = { maxDrop: gate.maxDrop, achieved: gate.achieved, drop: gate.drop, baseDrop: gate.baseDrop, metric: gate.metric, excluded: gate.excluded, trials: gate.trials, ...(o.gateFallback !== 'float' ? { fallback: o.gateFallback } : {}) };
+    result.gate = {
+      maxDrop: gate.maxDrop,
+      achieved: gate.achieved,
+      drop: gate.drop,
+      baseDrop: gate.baseDrop,
+      metric: gate.metric,
+      excluded: gate.excluded,
+      trials: gate.trials,
+      ...(o.gateFallback !== 'float' ? { fallback: o.gateFallback } : {}),
+      ...(gate.selection ? { selection: gate.selection, checkSamples: gate.checkSamples! } : {}),
+    };
   }
   if (gate || o.saveConfig !== undefined) {
     const configPath = o.saveConfig ?? defaultConfigPath(o.output);

@@ -14,7 +14,7 @@ export interface QuantizeReportInput {
   verification: string;
   nodes: { node: string; opType: string; quantized: boolean; detail: string }[];
   warnings: string[];
-  gate?: { maxDrop: number; achieved: boolean; drop: number; baseDrop: number; metric: string; excluded: string[]; trials: number; fallback?: string };
+  gate?: { maxDrop: number; achieved: boolean; drop: number; baseDrop: number; metric: string; excluded: string[]; trials: number; fallback?: string; selection?: { samples: number; drop: number; baseDrop: number }; checkSamples?: number };
   configPath?: string;
   notes?: string[];
 }
@@ -29,7 +29,10 @@ const GATE_METRIC: Record<string, string> = {
 function gateLines(g: NonNullable<QuantizeReportInput['gate']>, configPath: string | undefined): string {
   const lines = [
     `accuracy gate (--max-drop ${g.maxDrop}): ${g.achieved ? 'met' : 'NOT met'}: ${g.drop.toFixed(2)} points (${GATE_METRIC[g.metric] ?? g.metric}); ` +
-      `first model ${g.baseDrop.toFixed(2)} points; ${g.trials} trial${g.trials === 1 ? '' : 's'} on the held-out samples`,
+      `first model ${g.baseDrop.toFixed(2)} points; ` +
+      (g.selection
+        ? `measured on ${g.checkSamples} held-out samples the gate did not choose on (it chose on ${g.selection.samples} others, ${g.trials} trials there: ${g.selection.baseDrop.toFixed(2)} -> ${g.selection.drop.toFixed(2)} points)`
+        : `${g.trials} trial${g.trials === 1 ? '' : 's'} on the held-out samples`),
     `${g.fallback === 'int16' ? 'kept at 16-bit activations' : 'kept float'} by the gate (most sensitive first): ${g.excluded.length ? g.excluded.join(', ') : 'none'}`,
   ];
   if (configPath !== undefined) lines.push(`config with these exclusions: ${configPath} (rerun with --config ${configPath})`);

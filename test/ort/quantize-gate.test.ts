@@ -95,10 +95,14 @@ describe('accuracy gate', { concurrency: 1 }, () => {
     // head float too, and measured on these samples it is as good or better).
     assert.equal(g.excluded.length, 1);
     assert.ok(['head', 'relu2'].includes(g.excluded[0]!), `excluded ${g.excluded}`);
-    assert.ok(Math.abs(g.baseDrop - (1 - plain.fidelity.agreement!) * 100) < 1e-9, `base drop ${g.baseDrop}`);
-    assert.ok(g.drop <= 5, `drop ${g.drop}`);
-    // The final verification measures the same model on the same samples as the gate's last trial.
-    assert.ok(Math.abs(g.drop - (1 - r.fidelity.agreement!) * 100) < 1e-9);
+    // Chosen on one half of the held-out samples, judged on the other: together they are the verification's samples.
+    const sel = g.selection!;
+    assert.equal(sel.samples + g.checkSamples!, r.fidelity.samples);
+    const pooled = (a: number, b: number): number => (a * sel.samples + b * g.checkSamples!) / r.fidelity.samples;
+    assert.ok(Math.abs(pooled(sel.baseDrop, g.baseDrop) - (1 - plain.fidelity.agreement!) * 100) < 1e-9, `base drop ${g.baseDrop}`);
+    assert.ok(g.drop <= 5 && sel.drop <= 5, `drop ${g.drop}`);
+    // The final verification measures the kept model on both halves.
+    assert.ok(Math.abs(pooled(sel.drop, g.drop) - (1 - r.fidelity.agreement!) * 100) < 1e-9);
     // 1 base + 5 leave-one-out (fc1, relu1, fc2, relu2, head), then the best single one is already measured.
     assert.equal(g.trials, 6);
     // Trials reuse the ranges: one pass, plus one for the tensors only the leave-one-out plans need (e.g. the
@@ -127,7 +131,8 @@ describe('accuracy gate', { concurrency: 1 }, () => {
     assert.equal(g.trials, 1);
     assert.equal(r.fidelity.samples, 256);
     assert.ok(r.fidelity.accuracy! > 0.95, `accuracy ${r.fidelity.accuracy}`);
-    assert.ok(Math.abs(g.drop - (r.fidelity.floatAccuracy! - r.fidelity.accuracy!) * 100) < 1e-9);
+    const sel = g.selection!;
+    assert.ok(Math.abs((sel.drop * sel.samples + g.drop * g.checkSamples!) / r.fidelity.samples - (r.fidelity.floatAccuracy! - r.fidelity.accuracy!) * 100) < 1e-9);
     assert.ok(r.nodes.some((n) => n.quantized));
   });
 
@@ -139,7 +144,10 @@ describe('accuracy gate', { concurrency: 1 }, () => {
     assert.equal(g.metric, 'sqnr');
     assert.equal(g.achieved, false);
     assert.ok(g.drop > 0 && g.drop <= g.baseDrop, `drop ${g.drop}, base ${g.baseDrop}`);
-    assert.ok(Math.abs(g.drop - 100 * 10 ** (-r.fidelity.sqnrDb! / 20)) < 1e-6, 'the reported fidelity is the kept model');
+    // The kept model's error on all held-out samples lies between its errors on the two halves (a mediant).
+    const all = 100 * 10 ** (-r.fidelity.sqnrDb! / 20);
+    const [lo, hi] = [Math.min(g.drop, g.selection!.drop), Math.max(g.drop, g.selection!.drop)];
+    assert.ok(all >= lo - 1e-6 && all <= hi + 1e-6, `the reported fidelity is the kept model: ${all} vs halves ${lo}, ${hi}`);
     assert.ok(r.nodes.some((n) => n.quantized), 'never the float model');
     assert.ok(g.trials >= 6 && g.trials <= 11, `trials ${g.trials}`);
     const w = r.warnings.find((s) => s.startsWith('accuracy gate'));
@@ -158,7 +166,7 @@ describe('lowbit quantize --max-drop (CLI)', () => {
     assert.equal(r.code, 0, r.stderr);
     const j = JSON.parse(r.stdout);
     assert.deepEqual(Object.keys(j), ['output', 'sizeBytes', 'fidelity', 'gate', 'configPath']);
-    assert.deepEqual(Object.keys(j.gate), ['maxDrop', 'achieved', 'drop', 'baseDrop', 'metric', 'excluded', 'trials']);
+    assert.deepEqual(Object.keys(j.gate), ['maxDrop', 'achieved', 'drop', 'baseDrop', 'metric', 'excluded', 'trials', 'selection', 'checkSamples']);
     assert.equal(j.gate.achieved, true);
     assert.equal(j.gate.excluded.length, 1);
     assert.equal(j.configPath, p('chosen.json'));

@@ -35,7 +35,7 @@ describe('quantize config: schema', () => {
     const c = parseQuantizeConfig(raw);
     assert.deepEqual(c, raw);
     assert.notEqual(c.excludeNodes, raw.excludeNodes);
-    assert.deepEqual(configKeys(), ['mode', 'method', 'movingAverage', 'averagingConstant', 'percentile', 'numBins', 'perChannel', 'weightType', 'activationType', 'excludeNodes', 'excludeOps', 'symmetricActivations', 'reduceRange', 'maxDrop', 'gateFallback', 'activationTypeOverrides', 'format', 'dynamicConv', 'bits', 'blockSize', 'algorithm', 'symmetric', 'accuracyLevel']);
+    assert.deepEqual(configKeys(), ['mode', 'method', 'movingAverage', 'averagingConstant', 'percentile', 'numBins', 'perChannel', 'weightType', 'activationType', 'excludeNodes', 'excludeOps', 'symmetricActivations', 'reduceRange', 'maxDrop', 'gateFallback', 'activationTypeOverrides', 'format', 'dynamicConv', 'bits', 'blockSize', 'algorithm', 'symmetric', 'accuracyLevel', 'actOrder', 'damp']);
   });
 
   it('rejects an unknown key, naming it and listing the valid keys', () => {
