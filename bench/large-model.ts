@@ -9,7 +9,8 @@
 //   stream  loadModel(externalData: 'stream') -> convertFloat16({ defer: true }) -> saveModel(shardSize)
 //   eager   loadModel() (all weights read) -> convertFloat16() -> saveModel(shardSize, forceExternal)
 //   q4      loadModel(externalData: 'stream') -> quantizeWeightOnly(4 bits, block 32, RTN) -> saveModel(shardSize)
-// The stream and eager outputs are compared byte for byte. The temp folder is removed at the end (unless --keep).
+//   q4-def  the same with quantizeWeightOnly({ defer: true }): each weight quantized as it is saved
+// The stream and eager outputs are compared byte for byte, and so are the q4 and q4-def outputs. The temp folder is removed at the end (unless --keep).
 
 import { spawnSync } from 'node:child_process';
 import { closeSync, mkdirSync, mkdtempSync, openSync, readSync, readdirSync, rmSync, statSync, statfsSync } from 'node:fs';
@@ -57,13 +58,14 @@ async function runStep(step: string, dir: string, opts: TransformerOptions, shar
     mkdirSync(join(dir, 'src'), { recursive: true });
     const saved = await saveModel(buildTransformer({ ...opts, deferred: true }).toProto(), src, { forceExternal: true });
     r = { step, seconds: 0, maxRss: 0, inBytes: 0, outBytes: saved.bytes + (saved.dataBytes ?? 0), shards: saved.dataPaths?.length ?? 0 };
-  } else if (step === 'q4') {
+  } else if (step === 'q4' || step === 'q4-def') {
+    const defer = step === 'q4-def';
     const loaded = await loadModel(src, { externalData: 'stream' });
-    const q = quantizeWeightOnly(new Model(loaded.model), { bits: 4, blockSize: 32 });
+    const q = quantizeWeightOnly(new Model(loaded.model), { bits: 4, blockSize: 32, defer });
     const outDir = join(dir, step);
     mkdirSync(outDir, { recursive: true });
     const saved = await saveModel(q.model.toProto(), join(outDir, 'model_q4.onnx'), { shardSize, forceExternal: true });
-    r = { step, seconds: 0, maxRss: 0, inBytes: sizeOnDisk(join(dir, 'src')), outBytes: saved.bytes + (saved.dataBytes ?? 0), shards: saved.dataPaths?.length ?? 0, note: `MatMulNBits 4-bit, block 32, RTN: ${q.report.quantized.length} weights (outputs held in memory: the pass makes eager tensors)` };
+    r = { step, seconds: 0, maxRss: 0, inBytes: sizeOnDisk(join(dir, 'src')), outBytes: saved.bytes + (saved.dataBytes ?? 0), shards: saved.dataPaths?.length ?? 0, note: `MatMulNBits 4-bit, block 32, RTN: ${q.report.quantized.length} weights (${defer ? 'deferred: each quantized as saved' : 'eager: all outputs held until saved'})` };
   } else {
     const stream = step === 'stream';
     const loaded = await loadModel(src, { externalData: stream ? 'stream' : 'load' });
@@ -147,8 +149,19 @@ async function main(): Promise<void> {
     }
     const same = sameFolders(join(dir, 'stream'), join(dir, 'eager'));
     rm(join(dir, 'eager'));
-    rows.push(child('q4', dir));
-    console.log(`\nnode ${process.version}, one process per step, ${repeat} run(s) each (stream/eager interleaved; time = median, RSS = max); fp16 shards of ${formatBytes(shardSize)}\n`);
+    const q4: Record<string, StepResult[]> = { q4: [], 'q4-def': [] };
+    for (let i = 0; i < repeat; i++) {
+      for (const s of i % 2 ? ['q4-def', 'q4'] : ['q4', 'q4-def']) {
+        rm(join(dir, s));
+        q4[s]!.push(child(s, dir));
+      }
+    }
+    for (const s of ['q4', 'q4-def']) {
+      const rs = q4[s]!;
+      rows.push({ ...rs[rs.length - 1]!, seconds: median(rs.map((r) => r.seconds)), maxRss: Math.max(...rs.map((r) => r.maxRss)) });
+    }
+    const sameQ4 = sameFolders(join(dir, 'q4'), join(dir, 'q4-def'));
+    console.log(`\nnode ${process.version}, one process per step, ${repeat} run(s) each (stream/eager and q4/q4-def interleaved; time = median, RSS = max); shards of ${formatBytes(shardSize)}\n`);
     console.log('step    | model in  | written   | files | time     | MB/s in | peak RSS  | RSS / model | notes');
     console.log('--------|-----------|-----------|-------|----------|---------|-----------|-------------|------');
     for (const r of rows) {
@@ -160,7 +173,10 @@ async function main(): Promise<void> {
     const s = rows.find((r) => r.step === 'stream');
     const e = rows.find((r) => r.step === 'eager');
     console.log(`\nstream vs eager: peak RSS ${(e!.maxRss / s!.maxRss).toFixed(1)}x lower, outputs ${same ? 'byte-identical' : 'DIFFERENT'}`);
-    if (!same) process.exitCode = 1;
+    const q = rows.find((r) => r.step === 'q4');
+    const qd = rows.find((r) => r.step === 'q4-def');
+    console.log(`q4-def vs q4: peak RSS ${(q!.maxRss / qd!.maxRss).toFixed(2)}x lower, outputs ${sameQ4 ? 'byte-identical' : 'DIFFERENT'}`);
+    if (!same || !sameQ4) process.exitCode = 1;
   } finally {
     if (process.argv.includes('--keep')) console.log(`kept ${dir}`);
     else rm(dir);

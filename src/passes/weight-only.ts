@@ -5,14 +5,14 @@
 import { attrFloat, attrInt, makeAttribute } from '../onnx/attributes.js';
 import { inferElemTypes } from '../onnx/infer.js';
 import { makeNode, type Graph, type Model } from '../onnx/ir.js';
-import { DataType, type NodeProto } from '../onnx/proto.js';
-import { dataTypeName, dimsOf, makeTensor, type TensorStorage } from '../onnx/tensor.js';
+import { DataType, type NodeProto, type TensorProto } from '../onnx/proto.js';
+import { dataTypeName, deferTensor, dimsOf, makeTensor, tensorStorage, type TensorStorage } from '../onnx/tensor.js';
 import { LowbitError } from '../errors.js';
 import { checkBlockwiseOptions, kBlocks, packBits, packMatMulNBits, quantizeBlockwiseRtn, toBlockedDequantize, type BlockBits, type BlockQuantized } from '../quant/blockwise.js';
-import { float32ArrayToFloat16 } from '../quant/float16.js';
+import { float16ArrayToFloat32, float32ArrayToFloat16 } from '../quant/float16.js';
 import { quantizeBlockwiseHqq } from '../quant/hqq.js';
 import { cloneModel } from './preprocess.js';
-import { readFloatConstant, removeIfUnused } from './quant-weight.js';
+import { constantTensor, readFloatConstant, removeIfUnused } from './quant-weight.js';
 import { upgradeOpset } from './rules/qdq/opset.js';
 
 export const MS_DOMAIN = 'com.microsoft';
@@ -39,7 +39,8 @@ export interface WeightOnlyOptions {
   algorithm?: WeightOnlyAlgorithm;
   /**
    * Overrides `algorithm`: quantizes one weight (B as row-major [K, N] float32) to a BlockQuantized with these bits
-   * and block size (GPTQ plugs in here). Called once per distinct weight.
+   * and block size (GPTQ plugs in here). Called once per distinct weight (with `defer`: when its outputs are first
+   * read, i.e. while the model is saved).
    */
   quantizeWeight?: (name: string, w: Float32Array, K: number, N: number) => BlockQuantized;
   /** The algorithm name the report gives `quantizeWeight` results (default 'custom'), e.g. 'gptq'. */
@@ -52,6 +53,19 @@ export interface WeightOnlyOptions {
   excludeNodes?: string[];
   /** Op types to leave float ('MatMul', 'Gemm'). */
   excludeOps?: string[];
+  /**
+   * Make each quantized weight's output tensors (MatMulNBits B, scales, zero_points; or the DequantizeLinear
+   * codes, scale, zero point) deferred tensors (src/onnx/deferred.ts): their shapes and types are set now, their
+   * bytes produced when read — saveModel writes them one at a time, so with a model loaded with
+   * `externalData: 'stream'` no weight, float or quantized, is held beyond the one being written. One quantization
+   * of a weight produces all its outputs; they are kept until each has been read once, then dropped (a later read
+   * quantizes again: with `quantizeWeight` the hook is then called again). The report is complete at once; errors
+   * of the quantization (NON_FINITE for NaN/Infinity weights, BAD_DATA / EXTERNAL_DATA for unreadable ones, the
+   * hook's) are thrown when the tensors are read, i.e. by saveModel. A `quantizeWeight` result must have the
+   * `symmetric` of the options (the zero-point tensors are laid out before it runs). Default false: bytes written
+   * are the same either way.
+   */
+  defer?: boolean;
 }
 
 export interface WeightOnlyEntry {
@@ -65,6 +79,9 @@ export interface WeightOnlyReport {
   skipped: (WeightOnlyEntry & { reason: string })[];
 }
 
+/** Weight-only options checked, with their defaults (the `quantizeWeight` hook aside). */
+export type CheckedWeightOnlyOptions = Required<Omit<WeightOnlyOptions, 'quantizeWeight' | 'quantizeWeightName'>>;
+
 function bad(message: string, hint: string): LowbitError {
   return new LowbitError('BAD_OPTION', message, hint);
 }
@@ -73,7 +90,7 @@ function bad(message: string, hint: string): LowbitError {
  * Checks weight-only options and fills in defaults (the `quantizeWeight` hook aside).
  * @throws LowbitError BAD_OPTION for bad bits / blockSize / algorithm / format / accuracyLevel, symmetric hqq, 2-bit qdq
  */
-export function checkWeightOnlyOptions(o: WeightOnlyOptions): Required<Omit<WeightOnlyOptions, 'quantizeWeight' | 'quantizeWeightName'>> {
+export function checkWeightOnlyOptions(o: WeightOnlyOptions): CheckedWeightOnlyOptions {
   checkBlockwiseOptions(o);
   const algorithm = o.algorithm ?? 'rtn';
   if (!(WEIGHT_ONLY_ALGORITHMS as readonly string[]).includes(algorithm)) throw bad(`algorithm ${JSON.stringify(algorithm)} is not supported`, `use one of: ${WEIGHT_ONLY_ALGORITHMS.join(', ')}`);
@@ -87,7 +104,8 @@ export function checkWeightOnlyOptions(o: WeightOnlyOptions): Required<Omit<Weig
   if (format === 'qdq' && o.bits === 2) {
     throw bad('2-bit weights in DequantizeLinear need INT2/UINT2 tensors (opset 25); lowbit writes opset 21 at most', 'use --format matmulnbits for 2 bits (ONNX Runtime runs 2-bit MatMulNBits), or --bits 4');
   }
-  return { bits: o.bits, blockSize: o.blockSize, symmetric: o.symmetric ?? false, algorithm, format, accuracyLevel, excludeNodes: o.excludeNodes ?? [], excludeOps: o.excludeOps ?? [] };
+  if (o.defer !== undefined && typeof o.defer !== 'boolean') throw bad('defer must be true or false', 'pass defer: true to quantize each weight as the model is saved');
+  return { bits: o.bits, blockSize: o.blockSize, symmetric: o.symmetric ?? false, algorithm, format, accuracyLevel, excludeNodes: o.excludeNodes ?? [], excludeOps: o.excludeOps ?? [], defer: o.defer ?? false };
 }
 
 function label(node: NodeProto, index: number): string {
@@ -119,9 +137,11 @@ interface WeightRef {
  * read by several nodes is quantized once. Float weights nothing reads any more are removed. Left float, with a
  * reason: weights that are graph inputs, computed weights, batched (rank 3+) weights, other element types, Gemm
  * with transA, excluded nodes and op types. If/Loop/Scan bodies are not visited. The input model is not modified.
- * @throws LowbitError BAD_OPTION for bad options (bits, blockSize, algorithm, format, accuracyLevel, 2-bit qdq);
- *   UNSUPPORTED_MODEL when the qdq form needs opset 21 and the model cannot be raised to it; NON_FINITE for
- *   NaN/Infinity weights; BAD_DATA / EXTERNAL_DATA for weights that cannot be read.
+ * With `defer` the quantized tensors are produced as they are read (saved): see WeightOnlyOptions.defer.
+ * @throws LowbitError BAD_OPTION for bad options (bits, blockSize, algorithm, format, accuracyLevel, 2-bit qdq,
+ *   defer); UNSUPPORTED_MODEL when the qdq form needs opset 21 and the model cannot be raised to it; NON_FINITE for
+ *   NaN/Infinity weights and BAD_DATA / EXTERNAL_DATA for weights that cannot be read, naming the weight (with
+ *   `defer`: thrown by whatever reads the tensors, saveModel).
  */
 export function quantizeWeightOnly(model: Model, opts: WeightOnlyOptions): { model: Model; report: WeightOnlyReport } {
   const o = checkWeightOnlyOptions(opts);
@@ -184,18 +204,12 @@ export function quantizeWeightOnly(model: Model, opts: WeightOnlyOptions): { mod
     const key = `${ref.name}\u0000${ref.transposed}\u0000${ref.alpha}\u0000${floatType}`;
     const hit = cache.get(key);
     if (hit) return hit;
-    const c = readFloatConstant(g, ref.name);
-    let [K, N] = c.dims as [number, number];
-    let w = c.data;
-    if (ref.transposed) {
-      [K, N] = [N, K];
-      const tw = new Float32Array(K * N);
-      for (let k = 0; k < K; k++) for (let n = 0; n < N; n++) tw[k * N + n] = w[n * K + k]!;
-      w = tw;
-    }
-    if (ref.alpha !== 1) w = w.map((v) => v * ref.alpha);
-    const q = quantizeOne(o, opts.quantizeWeight, ref.name, w, K, N);
-    const p = o.format === 'matmulnbits' ? addMatMulNBitsTensors(g, ref.name, q, floatType) : addDequantize(g, ref.name, q, floatType);
+    // The source tensor itself is kept (not its name: the float initializer is removed below), read when quantized.
+    const src = constantTensor(g, ref.name)!;
+    const [r, c] = dimsOf(src) as [number, number];
+    const job: WeightJob = { ref, src, K: ref.transposed ? c : r, N: ref.transposed ? r : c, floatType };
+    const quantize = (): BlockQuantized => quantizeJob(o, opts.quantizeWeight, job);
+    const p = o.format === 'matmulnbits' ? addMatMulNBitsTensors(g, o, job, quantize) : addDequantize(g, o, job, quantize);
     cache.set(key, p);
     released.add(ref.name);
     return p;
@@ -254,13 +268,46 @@ export function quantizeWeightOnly(model: Model, opts: WeightOnlyOptions): { mod
 }
 
 /** The report's form, e.g. "MatMulNBits 4-bit, block 32, asym, rtn". */
-function formLabel(o: Required<Omit<WeightOnlyOptions, 'quantizeWeight' | 'quantizeWeightName'>>, hook: string | undefined): string {
+function formLabel(o: CheckedWeightOnlyOptions, hook: string | undefined): string {
   const what = o.format === 'matmulnbits' ? 'MatMulNBits' : 'DequantizeLinear (blocked) + MatMul';
   const algo = hook ?? o.algorithm;
   return `${what} ${o.bits}-bit, block ${o.blockSize}, ${o.symmetric ? 'sym' : 'asym'}, ${algo}${o.accuracyLevel ? `, accuracy_level ${o.accuracyLevel}` : ''}`;
 }
 
-function quantizeOne(o: Required<Omit<WeightOnlyOptions, 'quantizeWeight' | 'quantizeWeightName'>>, hook: WeightOnlyOptions['quantizeWeight'], name: string, w: Float32Array, K: number, N: number): BlockQuantized {
+/** One weight to quantize: the source constant, how it is read, its [K, N] and the float type of its scales. */
+interface WeightJob {
+  ref: WeightRef;
+  src: TensorProto;
+  K: number;
+  N: number;
+  floatType: number;
+}
+
+/**
+ * Reads the weight now (FLOAT or FLOAT16; transposed, scaled by alpha) and quantizes it. LowbitErrors are re-thrown
+ * naming the weight (with `defer` they surface while the model is saved, far from the weight's node).
+ */
+function quantizeJob(o: CheckedWeightOnlyOptions, hook: WeightOnlyOptions['quantizeWeight'], job: WeightJob): BlockQuantized {
+  const { ref, src, K, N } = job;
+  try {
+    const s = tensorStorage(src);
+    let w = src.dataType === DataType.FLOAT16 ? float16ArrayToFloat32(s as Uint16Array) : (s as Float32Array);
+    if (ref.transposed) {
+      const tw = new Float32Array(K * N);
+      for (let k = 0; k < K; k++) for (let n = 0; n < N; n++) tw[k * N + n] = w[n * K + k]!;
+      w = tw;
+    }
+    if (ref.alpha !== 1) w = w.map((v) => v * ref.alpha);
+    return quantizeOne(o, hook, ref.name, w, K, N);
+  } catch (e) {
+    if (e instanceof LowbitError && !e.message.includes(`'${ref.name}'`)) {
+      throw new LowbitError(e.code, `weight '${ref.name}' cannot be quantized: ${e.message}`, e.hint, { cause: e });
+    }
+    throw e;
+  }
+}
+
+function quantizeOne(o: CheckedWeightOnlyOptions, hook: WeightOnlyOptions['quantizeWeight'], name: string, w: Float32Array, K: number, N: number): BlockQuantized {
   if (hook) {
     const q = hook(name, w, K, N);
     if (q.K !== K || q.N !== N || q.bits !== o.bits || q.blockSize !== o.blockSize || q.q.length !== N * kBlocks(K, o.blockSize) * o.blockSize) {
@@ -275,46 +322,104 @@ function quantizeOne(o: Required<Omit<WeightOnlyOptions, 'quantizeWeight' | 'qua
 /** A float initializer in `floatType` (FLOAT or FLOAT16); returns its name. */
 function addFloatTensor(g: Graph, base: string, dims: number[], data: Float32Array, floatType: number): string {
   const name = g.freshName(base);
-  const storage: TensorStorage = floatType === DataType.FLOAT16 ? float32ArrayToFloat16(data) : data;
-  g.setInitializer(makeTensor(name, floatType, dims, storage));
+  g.setInitializer(makeTensor(name, floatType, dims, toFloatType(data, floatType)));
   return name;
 }
 
-function addMatMulNBitsTensors(g: Graph, weight: string, q: BlockQuantized, floatType: number): PreparedWeight {
-  const nb = kBlocks(q.K, q.blockSize);
-  const p = packMatMulNBits(q);
-  const b = g.freshName(`${weight}_Q${q.bits}`);
-  g.setInitializer(makeTensor(b, DataType.UINT8, [q.N, nb, (q.blockSize * q.bits) / 8], p.B));
-  const scales = addFloatTensor(g, `${weight}_scales`, [q.N * nb], p.scales, floatType);
-  const inputs = [b, scales];
-  if (p.zeroPoints) {
-    const zp = g.freshName(`${weight}_zp`);
-    g.setInitializer(makeTensor(zp, DataType.UINT8, [p.zeroPoints.length], p.zeroPoints));
-    inputs.push(zp);
-  }
-  return { K: q.K, N: q.N, inputs };
+const toFloatType = (data: Float32Array, floatType: number): TensorStorage => (floatType === DataType.FLOAT16 ? float32ArrayToFloat16(data) : data);
+
+/** An output tensor of a quantized weight: its name base, type and shape, known before the weight is quantized. */
+interface OutputSpec {
+  base: string;
+  dataType: number;
+  dims: number[];
 }
 
-function addDequantize(g: Graph, weight: string, q: BlockQuantized, floatType: number): PreparedWeight {
-  const nb = kBlocks(q.K, q.blockSize);
-  const t = toBlockedDequantize(q);
-  const four = q.bits === 4;
-  const dataType = four ? (t.signed ? DataType.INT4 : DataType.UINT4) : t.signed ? DataType.INT8 : DataType.UINT8;
-  const pack = (v: Int8Array | Uint8Array): TensorStorage => (four ? packBits(Uint8Array.from(v, (c) => c & 0x0f), 4) : v);
-  const x = g.freshName(`${weight}_q${q.bits}`);
-  g.setInitializer(makeTensor(x, dataType, [q.K, q.N], pack(t.x)));
-  const scale = addFloatTensor(g, `${weight}_scale`, [nb, q.N], t.scale, floatType);
-  const inputs = [x, scale];
-  if (t.zeroPoint) {
-    const zp = g.freshName(`${weight}_zero_point`);
-    g.setInitializer(makeTensor(zp, dataType, [nb, q.N], pack(t.zeroPoint)));
-    inputs.push(zp);
+/**
+ * Adds a weight's output initializers (fresh names from `specs`, in order): eager, from one quantization now; or
+ * (defer) deferred tensors sharing one quantization, made on the first read of any of them and kept until each has
+ * been read once (a read after that quantizes again and keeps nothing). Returns their names.
+ */
+function addOutputs(g: Graph, defer: boolean, specs: OutputSpec[], produce: () => TensorStorage[]): string[] {
+  const names = specs.map((s) => g.freshName(s.base));
+  if (!defer) {
+    const data = produce();
+    specs.forEach((s, i) => g.setInitializer(makeTensor(names[i]!, s.dataType, s.dims, data[i]!)));
+    return names;
   }
-  const y = g.freshName(`${weight}_dequantized`);
+  let held: (TensorStorage | undefined)[] | undefined;
+  const unread = new Set(specs.keys());
+  specs.forEach((s, i) =>
+    g.setInitializer(
+      deferTensor(names[i]!, s.dataType, s.dims, () => {
+        if (!unread.has(i)) return produce()[i]!;
+        held ??= produce();
+        const out = held[i]!;
+        held[i] = undefined;
+        unread.delete(i);
+        if (unread.size === 0) held = undefined;
+        return out;
+      }),
+    ),
+  );
+  return names;
+}
+
+/** Checks that a deferred quantization fits the zero-point layout set up front. @throws LowbitError BAD_DATA */
+function checkSymmetric(o: CheckedWeightOnlyOptions, job: WeightJob, q: BlockQuantized): void {
+  if (q.symmetric !== o.symmetric) {
+    throw new LowbitError(
+      'BAD_DATA',
+      `quantizeWeight returned a ${q.symmetric ? 'symmetric' : 'asymmetric'} weight for '${job.ref.name}', but the options say symmetric: ${o.symmetric}`,
+      "with defer, return quantizeWeight results with the pass's symmetric setting (the zero-point tensors are laid out before the hook runs)",
+    );
+  }
+}
+
+function addMatMulNBitsTensors(g: Graph, o: CheckedWeightOnlyOptions, job: WeightJob, quantize: () => BlockQuantized): PreparedWeight {
+  const { ref, K, N, floatType } = job;
+  const nb = kBlocks(K, o.blockSize);
+  // Eager: zero points follow the quantized weight (a hook may return a symmetric one); deferred: the options.
+  const eager = o.defer ? undefined : quantize();
+  const symmetric = eager ? eager.symmetric : o.symmetric;
+  const specs: OutputSpec[] = [
+    { base: `${ref.name}_Q${o.bits}`, dataType: DataType.UINT8, dims: [N, nb, (o.blockSize * o.bits) / 8] },
+    { base: `${ref.name}_scales`, dataType: floatType, dims: [N * nb] },
+  ];
+  if (!symmetric) specs.push({ base: `${ref.name}_zp`, dataType: DataType.UINT8, dims: [N * Math.ceil((nb * o.bits) / 8)] });
+  const inputs = addOutputs(g, o.defer, specs, () => {
+    const q = eager ?? quantize();
+    if (!eager) checkSymmetric(o, job, q);
+    const p = packMatMulNBits(q);
+    return [p.B, toFloatType(p.scales, floatType), ...(p.zeroPoints ? [p.zeroPoints] : [])];
+  });
+  return { K, N, inputs };
+}
+
+function addDequantize(g: Graph, o: CheckedWeightOnlyOptions, job: WeightJob, quantize: () => BlockQuantized): PreparedWeight {
+  const { ref, K, N, floatType } = job;
+  const nb = kBlocks(K, o.blockSize);
+  const eager = o.defer ? undefined : quantize();
+  const signed = eager ? eager.symmetric : o.symmetric; // toBlockedDequantize: symmetric -> signed codes, no zero point
+  const four = o.bits === 4;
+  const dataType = four ? (signed ? DataType.INT4 : DataType.UINT4) : signed ? DataType.INT8 : DataType.UINT8;
+  const pack = (v: Int8Array | Uint8Array): TensorStorage => (four ? packBits(Uint8Array.from(v, (c) => c & 0x0f), 4) : v);
+  const specs: OutputSpec[] = [
+    { base: `${ref.name}_q${o.bits}`, dataType, dims: [K, N] },
+    { base: `${ref.name}_scale`, dataType: floatType, dims: [nb, N] },
+  ];
+  if (!signed) specs.push({ base: `${ref.name}_zero_point`, dataType, dims: [nb, N] });
+  const inputs = addOutputs(g, o.defer, specs, () => {
+    const q = eager ?? quantize();
+    if (!eager) checkSymmetric(o, job, q);
+    const t = toBlockedDequantize(q);
+    return [pack(t.x), toFloatType(t.scale, floatType), ...(t.zeroPoint ? [pack(t.zeroPoint)] : [])];
+  });
+  const y = g.freshName(`${ref.name}_dequantized`);
   const dq = makeNode('DequantizeLinear', inputs, [y], {
-    name: g.freshName(`${weight}_DequantizeLinear`),
-    attribute: [makeAttribute('axis', 0), makeAttribute('block_size', q.blockSize)],
+    name: g.freshName(`${ref.name}_DequantizeLinear`),
+    attribute: [makeAttribute('axis', 0), makeAttribute('block_size', o.blockSize)],
   });
   g.addNodes([dq], 0);
-  return { K: q.K, N: q.N, inputs: [y] };
+  return { K, N, inputs: [y] };
 }

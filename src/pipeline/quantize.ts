@@ -273,6 +273,8 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
     }
     const weightOnly = (excludeNodes: string[]): { model: Model; nodes: NodeDecision[] } => {
       const r = quantizeWeightOnly(model, {
+        // Quantized as saved (one weight in memory at a time); with the gate every trial reads the model, so eagerly.
+        defer: o.maxDrop === undefined,
         bits: o.bits,
         blockSize: o.blockSize,
         symmetric: o.symmetric,

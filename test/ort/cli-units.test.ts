@@ -87,7 +87,7 @@ test('resolveQuantizeOptions: defaults follow --calib; bad values and unknown ke
   const fails = (o: unknown, re: RegExp): void =>
     assert.throws(() => resolveQuantizeOptions(o as never), (e: unknown) => e instanceof LowbitError && e.code === 'BAD_OPTION' && re.test(e.message));
   fails({ input: 'a', output: 'b', perchannel: true }, /unknown quantize option: perchannel/);
-  fails({ input: 'a', output: 'b', mode: 'qat' }, /mode must be one of dynamic, static, fp16, bf16 \(got "qat"\)/);
+  fails({ input: 'a', output: 'b', mode: 'qat' }, /mode must be one of dynamic, static, fp16, bf16, weight-only \(got "qat"\)/);
   fails({ input: 'a', output: 'b', weightType: 'int2' }, /weightType must be one of int8, uint8, int4/);
   fails({ input: 'a', output: 'b', weightType: 'int4' }, /int4 weights need static mode/);
   assert.equal(resolveQuantizeOptions({ input: 'a', output: 'b', calib: 'c.npz', weightType: 'int4' }).weightType, 'int4');
