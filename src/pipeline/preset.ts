@@ -92,10 +92,11 @@ export function presetInputs(input: string): { files: string[]; skipped: { file:
 
 /** Builds one dtype variant from the float32 model; returns the model and how many nodes were rewritten. */
 export function buildVariant(model: Model, dtype: TransformersJsDtype): { model: Model; quantizedNodes: number } {
-  const fp16 = (m: Model): Model => convertFloat16(m, { type: 'float16', keepIoTypes: true }).model;
+  const fp16 = (m: Model): Model => convertFloat16(m, { type: 'float16', keepIoTypes: true, defer: true }).model;
   const q = (m: Model, bits: 2 | 4, half: boolean): { model: Model; quantizedNodes: number } => {
     const e = quantizeEmbeddings(m, { bits: 4, blockSize: BLOCK, symmetric: false });
-    const w = quantizeWeightOnly(e.model, { bits, blockSize: BLOCK, algorithm: 'rtn' });
+    // Deferred: each weight is quantized when the variant is saved (the float16 pass would read them at once anyway).
+    const w = quantizeWeightOnly(e.model, { bits, blockSize: BLOCK, algorithm: 'rtn', defer: !half });
     return { model: half ? fp16(w.model) : w.model, quantizedNodes: e.report.quantized.length + w.report.quantized.length };
   };
   switch (dtype) {
