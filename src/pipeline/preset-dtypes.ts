@@ -33,6 +33,19 @@ export const DTYPE_DESCRIPTION: Readonly<Record<TransformersJsDtype, string>> = 
   q4: `MatMulNBits 4-bit (block ${BLOCK}, asymmetric RTN); embeddings GatherBlockQuantized 4-bit (tied LM head shares them)`,
   q4f16: 'q4 with everything else in float16',
   bnb4: `MatMulBnb4 NF4 (block ${BNB4_BLOCK}); embeddings float`,
-  q2: `MatMulNBits 2-bit (block ${BLOCK}); embeddings 4-bit (GatherBlockQuantized has no 2-bit form)`,
+  q2: `MatMulNBits 2-bit (block ${BLOCK}); embeddings 4-bit (a 2-bit table loses too much of every token)`,
   q2f16: 'q2 with everything else in float16',
+};
+
+/** The ops each dtype rewrites (for the report when a model has none of them). */
+export const DTYPE_HANDLES: Readonly<Record<TransformersJsDtype, string>> = {
+  fp16: 'float32 tensors and ops',
+  q8: 'MatMul / Gemm / Conv / LSTM with constant weights',
+  int8: 'MatMul / Gemm / LSTM with constant weights',
+  uint8: 'MatMul / Gemm / Conv / LSTM with constant weights',
+  q4: 'MatMul / Gemm with constant weights, Gather on a constant table',
+  q4f16: 'MatMul / Gemm with constant weights, Gather on a constant table, float32 tensors',
+  bnb4: 'MatMul with a constant weight',
+  q2: 'MatMul / Gemm with constant weights, Gather on a constant table',
+  q2f16: 'MatMul / Gemm with constant weights, Gather on a constant table, float32 tensors',
 };

@@ -2,7 +2,7 @@
 // ratio to float32, output SQNR against float32, whether it runs in onnxruntime-node and in onnxruntime-web). Pure.
 
 import type { PresetResult } from '../pipeline/preset.js';
-import { DTYPE_DESCRIPTION } from '../pipeline/preset-dtypes.js';
+import { DTYPE_DESCRIPTION, DTYPE_HANDLES } from '../pipeline/preset-dtypes.js';
 import { formatBytes, formatDb, formatRatio } from './format.js';
 import { renderTable, type Cell } from './table.js';
 
@@ -28,6 +28,7 @@ export function renderPresetReport(r: PresetResult): string {
   const dtypes = [...new Set(r.variants.map((v) => v.dtype))];
   out.push('', ...dtypes.map((d) => `${d}: ${DTYPE_DESCRIPTION[d]}`));
   for (const v of r.variants) {
+    if (v.quantizedNodes === 0) out.push(`!!! ${fileName(v.output)}: no node was converted (${v.dtype} rewrites ${DTYPE_HANDLES[v.dtype]}; the model has none): the file is the float model`);
     if (v.node !== 'ok') out.push(`!!! ${fileName(v.output)} does not run in onnxruntime-node: ${v.node}`);
     if (v.web !== 'ok' && v.web !== 'skipped') out.push(`!!! ${fileName(v.output)} does not run in onnxruntime-web: ${v.web}`);
   }
