@@ -1,0 +1,24 @@
+// The --preset summary (src/report/preset-report.ts): a row per variant, the dtype legend, failures and variants
+// that converted nothing called out, skipped inputs grouped.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { renderPresetReport } from '../../src/report/preset-report.js';
+
+test('preset report: rows, legend, a variant that converted nothing, a web failure, skipped files', () => {
+  const base = { source: '/m/onnx/model.onnx', sourceBytes: 4_000_000, node: 'ok', web: 'ok' };
+  const text = renderPresetReport({
+    variants: [
+      { ...base, dtype: 'q4', output: '/m/onnx/model_q4.onnx', bytes: 600_000, quantizedNodes: 12, sqnrDb: 21.5 },
+      { ...base, dtype: 'bnb4', output: '/m/onnx/model_bnb4.onnx', bytes: 4_000_000, quantizedNodes: 0, sqnrDb: Infinity, web: 'no kernel for MatMulBnb4' },
+    ],
+    skipped: [
+      { file: '/m/onnx/model_fp16.onnx', reason: 'already a dtype variant' },
+      { file: '/m/onnx/model_q8.onnx', reason: 'already a dtype variant' },
+    ],
+  });
+  assert.match(text, /model_q4\.onnx\s*│ q4\s*│\s*600 kB\s*│\s*6\.67x\s*│\s*21\.5 dB/);
+  assert.match(text, /^q4: MatMulNBits 4-bit/m);
+  assert.match(text, /!!! model_bnb4\.onnx: no node was converted \(bnb4 rewrites MatMul with a constant weight; the model has none\)/);
+  assert.match(text, /!!! model_bnb4\.onnx does not run in onnxruntime-web: no kernel for MatMulBnb4/);
+  assert.match(text, /skipped 2 files \(already a dtype variant\): model_fp16\.onnx, model_q8\.onnx/);
+});
