@@ -7,7 +7,10 @@
 // collected yet (each batch's tapped tensors), so the table adds the JS heap that survives a full GC,
 // sampled after batch 5, every 25 batches and after the last: what calibration actually keeps.
 // The moving average calibrates one sample per batch, as quantize() does for it.
-// Run: node --import tsx bench/calib.ts [--runs N] [--sizes 100,1000] (the children run with --expose-gc)
+// calibrate() forces a full GC after every 16 MiB of taps (CalibrateOptions.gcEveryBytes): ORT's Node
+// binding copies each batch's taps into new ArrayBuffers, and V8 alone lets tens of MiB of them pile up,
+// more the longer the run. --compare adds rows with that off (interleaved) to show the difference.
+// Run: node --import tsx bench/calib.ts [--runs N] [--sizes 100,1000] [--compare] (the children run with --expose-gc)
 
 import { execFileSync } from 'node:child_process';
 import type { NdArray } from '../src/ndarray.js';
@@ -17,18 +20,25 @@ import { renderTable } from '../src/report/table.js';
 import { mulberry32 } from '../src/rng.js';
 import { buildSmallCnn } from '../test/ort/quantize-static-fixtures.js';
 
-const METHODS: Record<string, Omit<CalibrateOptions, 'tensors'>> = {
+const BASE: Record<string, Omit<CalibrateOptions, 'tensors'>> = {
   minmax: {},
   'minmax --moving-average': { movingAverage: true, batch: 1 },
   percentile: { method: 'percentile' },
   entropy: { method: 'entropy' },
   mse: { method: 'mse' },
 };
+/** With --compare: each method again with garbage collection left to V8 (gcEveryBytes: Infinity). */
+const NO_GC = ', GC left to V8';
+const ALL: Record<string, Omit<CalibrateOptions, 'tensors'>> = {
+  ...BASE,
+  ...Object.fromEntries(Object.entries(BASE).map(([k, v]) => [k + NO_GC, { ...v, gcEveryBytes: Infinity }])),
+};
 const arg = (name: string, dflt: string): string => {
   const i = process.argv.indexOf(`--${name}`);
   return i >= 0 ? process.argv[i + 1]! : dflt;
 };
 const SIZES = arg('sizes', '100,1000').split(',').map(Number);
+const METHODS = process.argv.includes('--compare') ? Object.keys(ALL) : Object.keys(BASE);
 
 /** Seeded N(0, 1) samples generated per batch: nothing is kept across batches. */
 function syntheticData(count: number): CalibrationData {
@@ -68,7 +78,7 @@ async function child(method: string, samples: number): Promise<void> {
     gcMs += performance.now() - g0;
   };
   const t0 = performance.now();
-  const ranges = await calibrate(plan.model, syntheticData(samples), { tensors: plan.tensors, batch: 16, threads: 2, ...METHODS[method], onProgress });
+  const ranges = await calibrate(plan.model, syntheticData(samples), { tensors: plan.tensors, batch: 16, threads: 2, ...ALL[method], onProgress });
   const ms = performance.now() - t0 - gcMs;
   const result: ChildResult = { ms, maxRssMiB: process.resourceUsage().maxRSS / 1024, keptMiB: kept / 2 ** 20, tensors: ranges.size };
   process.stdout.write(JSON.stringify(result));
@@ -83,7 +93,7 @@ async function main(): Promise<void> {
   const runs = Number(arg('runs', '3'));
   const results = new Map<string, ChildResult[]>();
   for (let r = 0; r < runs; r++) {
-    for (const method of Object.keys(METHODS)) {
+    for (const method of METHODS) {
       for (const samples of SIZES) {
         const out = execFileSync(process.execPath, ['--expose-gc', '--import', 'tsx', 'bench/calib.ts', '--child', method, String(samples)], { encoding: 'utf8' });
         const key = `${method}|${samples}`;
@@ -92,7 +102,7 @@ async function main(): Promise<void> {
     }
   }
   const rows: string[][] = [];
-  for (const method of Object.keys(METHODS)) {
+  for (const method of METHODS) {
     const row = [method, String(results.get(`${method}|${SIZES[0]}`)![0]!.tensors)];
     for (const n of SIZES) {
       const rs = results.get(`${method}|${n}`)!;
