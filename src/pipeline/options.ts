@@ -43,6 +43,9 @@ export const MODEL_FORMATS = ['qdq', 'qoperator', 'matmulnbits'] as const;
 export const DYNAMIC_CONV = ['float', 'ConvInteger'] as const;
 export type ModelFormat = (typeof MODEL_FORMATS)[number];
 
+/** Weight-only mode, matmulnbits format: the default MatMulNBits accuracy_level (see QuantizeOptions.accuracyLevel). */
+export const WEIGHT_ONLY_ACCURACY_LEVEL = 4;
+
 /** Weight-only mode: bits per weight code. */
 export const WEIGHT_BITS: readonly BlockBits[] = [8, 4, 2];
 /** Weight-only mode: how each block is quantized: rtn and hqq are data-free; gptq needs calibration data (src/quant/gptq.ts). */
@@ -143,8 +146,10 @@ export interface QuantizeOptions {
   /** Weight-only mode, rtn: one zero point 2^(bits-1) for every block (no zero_points tensor). Default false. */
   symmetric?: boolean;
   /**
-   * Weight-only mode, matmulnbits format: MatMulNBits accuracy_level (0 unset, the default; 4 computes with
-   * activations quantized to int8 per block: faster on CPUs with int8 dot products, less exact).
+   * Weight-only mode, matmulnbits format: MatMulNBits accuracy_level. Default 4: ORT's CPU kernel quantizes the
+   * activations to int8 per block and runs integer dot products (measured on a 6-layer d=512 transformer, one
+   * token, 2 threads: 4-bit 3.3x faster than float32 at the same SQNR; 8-bit 2.8x, SQNR 38 -> 28 dB). 0 leaves the
+   * attribute out: float activations, and for 8 and 2 bits a kernel 12-17x SLOWER than float32 on ORT's CPU.
    */
   accuracyLevel?: number;
   /** Static mode: symmetric activation ranges (zero point in the middle; stops Relu/Clip folding). Default false. */
@@ -477,7 +482,7 @@ export function resolveQuantizeOptions(o: QuantizeOptions): ResolvedQuantizeOpti
     blockSize: o.blockSize ?? 32,
     algorithm: o.algorithm ?? 'rtn',
     symmetric: o.symmetric ?? false,
-    accuracyLevel: o.accuracyLevel ?? 0,
+    accuracyLevel: o.accuracyLevel ?? (format === 'matmulnbits' ? WEIGHT_ONLY_ACCURACY_LEVEL : 0),
     actOrder: o.actOrder ?? true,
     damp: o.damp ?? 0.01,
     shardSize: o.shardSize,

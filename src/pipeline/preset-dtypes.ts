@@ -30,7 +30,7 @@ export const DTYPE_DESCRIPTION: Readonly<Record<TransformersJsDtype, string>> = 
   q8: 'dynamic int8: MatMul/Gemm int8 weights (DynamicQuantizeMatMul), Conv as ConvInteger with uint8 weights (ORT has no int8-weight ConvInteger)',
   int8: 'dynamic int8: MatMul/Gemm int8 weights, Conv float',
   uint8: 'dynamic uint8: MatMul/Gemm and Conv (ConvInteger) uint8 weights',
-  q4: `MatMulNBits 4-bit (block ${BLOCK}, asymmetric RTN); embeddings GatherBlockQuantized 4-bit (tied LM head shares them)`,
+  q4: `MatMulNBits 4-bit (block ${BLOCK}, asymmetric RTN, accuracy_level 4); embeddings GatherBlockQuantized 4-bit (tied LM head shares them)`,
   q4f16: 'q4 with everything else in float16',
   bnb4: `MatMulBnb4 NF4 (block ${BNB4_BLOCK}); embeddings float`,
   q2: `MatMulNBits 2-bit (block ${BLOCK}); embeddings 4-bit (a 2-bit table loses too much of every token)`,

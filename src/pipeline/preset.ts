@@ -18,7 +18,7 @@ import { sqnrDb } from '../quant/metrics.js';
 import { asNumbers } from '../runtime/arrays.js';
 import { Session } from '../runtime/session.js';
 import { runInWeb } from '../runtime/web.js';
-import type { ProgressEvent } from './options.js';
+import { WEIGHT_ONLY_ACCURACY_LEVEL, type ProgressEvent } from './options.js';
 import { modelInputs } from './quantize.js';
 import { syntheticSource } from './synthetic.js';
 import { BLOCK, BNB4_BLOCK, DTYPE_SUFFIX, TRANSFORMERS_JS_DTYPES, type TransformersJsDtype } from './preset-dtypes.js';
@@ -96,7 +96,7 @@ export function buildVariant(model: Model, dtype: TransformersJsDtype): { model:
   const q = (m: Model, bits: 2 | 4, half: boolean): { model: Model; quantizedNodes: number } => {
     const e = quantizeEmbeddings(m, { bits: 4, blockSize: BLOCK, symmetric: false });
     // Deferred: each weight is quantized when the variant is saved (the float16 pass would read them at once anyway).
-    const w = quantizeWeightOnly(e.model, { bits, blockSize: BLOCK, algorithm: 'rtn', defer: !half });
+    const w = quantizeWeightOnly(e.model, { bits, blockSize: BLOCK, algorithm: 'rtn', accuracyLevel: WEIGHT_ONLY_ACCURACY_LEVEL, defer: !half });
     return { model: half ? fp16(w.model) : w.model, quantizedNodes: e.report.quantized.length + w.report.quantized.length };
   };
   switch (dtype) {

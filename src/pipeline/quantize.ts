@@ -144,6 +144,20 @@ export function speedWarnings(latency: LatencySummary | undefined): string[] {
   ];
 }
 
+/** weight-only: a MatMulNBits model slower than float32 at batch 1, with what to change. */
+export function weightOnlySpeedWarnings(latency: LatencySummary | undefined, accuracyLevel: number): string[] {
+  if (!latency || !(latency.speedup < 1)) return [];
+  const f = latency.float.latencyMs.median;
+  const q = latency.quant.latencyMs.median;
+  return [
+    `the weight-only model is slower than the float model at batch ${latency.batch}: ${q.toPrecision(3)} ms vs ${f.toPrecision(3)} ms (speedup ${latency.speedup.toFixed(2)}x, ` +
+      `${latency.threads} threads). ` +
+      (accuracyLevel !== 4
+        ? `MatMulNBits with accuracy_level ${accuracyLevel} computes with float activations; ONNX Runtime's CPU kernel for that is slow (8 and 2 bits: 12-17x slower than float32, measured): use --accuracy-level 4 (int8 activations per block)`
+        : 'MatMulNBits gains where weights dominate the time (one token at a time, large layers); for wide batches or small layers keep the float model for speed'),
+  ];
+}
+
 /** Fidelity warnings: an int8 model this far from its float original is probably broken. */
 export function collapseWarnings(f: Fidelity): string[] {
   const w: string[] = [];
@@ -389,6 +403,8 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
     // be fast: 16-bit activations and int4 weights have no integer kernels in ORT, and their notes say so.
     const integerKernels = (o.mode === 'dynamic' || o.mode === 'static') && (o.activationType === 'uint8' || o.activationType === 'int8') && o.weightType !== 'int4';
     if (integerKernels && nodes.some((n) => n.quantized)) result.warnings.push(...speedWarnings(result.latency));
+    // MatMulNBits is meant to be faster too (fewer bytes to read); with accuracy_level 0 at 8 or 2 bits ORT's CPU kernel is not.
+    if (o.mode === 'weight-only' && o.format === 'matmulnbits' && nodes.some((n) => n.quantized)) result.warnings.push(...weightOnlySpeedWarnings(result.latency, o.accuracyLevel));
   }
   if (gate) {
     result.gate = {

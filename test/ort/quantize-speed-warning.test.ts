@@ -13,7 +13,7 @@ import { saveModel } from '../../src/io/model-file.js';
 import { ModelBuilder } from '../../src/onnx/builder.js';
 import { DataType } from '../../src/onnx/proto.js';
 import type { LatencySummary } from '../../src/pipeline/options.js';
-import { quantize, speedWarnings } from '../../src/pipeline/quantize.js';
+import { quantize, speedWarnings, weightOnlySpeedWarnings } from '../../src/pipeline/quantize.js';
 import { normalArray } from './quantize-static-fixtures.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'lowbit-speed-warning-'));
@@ -52,4 +52,15 @@ describe('speed warning', () => {
     assert.match(speed[0]!, new RegExp(`speedup ${r.latency.speedup.toFixed(2)}x`));
     assert.ok(r.latency.speedup < 1);
   });
+});
+
+it('weight-only speed warning: slower MatMulNBits says what to change (accuracy_level 0) or when it gains (4)', () => {
+  const lat = (f: number, q: number): LatencySummary => ({ batch: 1, threads: 2, float: { latencyMs: { median: f, p90: f, min: f, mean: f, max: f } }, quant: { latencyMs: { median: q, p90: q, min: q, mean: q, max: q } }, speedup: f / q });
+  assert.deepEqual(weightOnlySpeedWarnings(lat(3, 1), 4), []);
+  const [w0] = weightOnlySpeedWarnings(lat(3, 30), 0);
+  assert.match(w0!, /slower than the float model at batch 1: 30\.0 ms vs 3\.00 ms/);
+  assert.match(w0!, /use --accuracy-level 4/);
+  const [w4] = weightOnlySpeedWarnings(lat(3, 4), 4);
+  assert.match(w4!, /one token at a time, large layers/);
+  assert.deepEqual(weightOnlySpeedWarnings(undefined, 0), []);
 });
