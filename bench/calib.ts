@@ -1,7 +1,7 @@
 // Calibration cost per method: the builder CNN of the static tests (x [N, 3, 32, 32], 16 channels; its
 // QDQ plan taps every activation it quantizes) calibrated on 100 and on 1,000 seeded synthetic samples,
 // streamed (generated batch by batch, never held), batch 16, 2 ORT threads. Each run is its own child
-// process, so its peak RSS (process.resourceUsage().maxRSS) belongs to that run alone; runs are
+// process, so its peak RSS (VmHWM: bench/timing.ts peakRssBytes) belongs to that run alone; runs are
 // interleaved across methods and sample counts, and medians are reported. Peak RSS must not grow with
 // the number of samples: every observer keeps a fixed-size state. Peak RSS also holds garbage V8 has not
 // collected yet (each batch's tapped tensors), so the table adds the JS heap that survives a full GC,
@@ -19,6 +19,7 @@ import { calibrate, type CalibrateOptions, type CalibrationData } from '../src/p
 import { renderTable } from '../src/report/table.js';
 import { mulberry32 } from '../src/rng.js';
 import { buildSmallCnn } from '../test/ort/quantize-static-fixtures.js';
+import { peakRssBytes } from './timing.js';
 
 const BASE: Record<string, Omit<CalibrateOptions, 'tensors'>> = {
   minmax: {},
@@ -80,7 +81,7 @@ async function child(method: string, samples: number): Promise<void> {
   const t0 = performance.now();
   const ranges = await calibrate(plan.model, syntheticData(samples), { tensors: plan.tensors, batch: 16, threads: 2, ...ALL[method], onProgress });
   const ms = performance.now() - t0 - gcMs;
-  const result: ChildResult = { ms, maxRssMiB: process.resourceUsage().maxRSS / 1024, keptMiB: kept / 2 ** 20, tensors: ranges.size };
+  const result: ChildResult = { ms, maxRssMiB: peakRssBytes() / 2 ** 20, keptMiB: kept / 2 ** 20, tensors: ranges.size };
   process.stdout.write(JSON.stringify(result));
 }
 

@@ -3,7 +3,7 @@
 //   node --import tsx bench/large-model.ts [--layers 24] [--d 1024] [--heads 16] [--ffn 4096] [--vocab 32000]
 //                                          [--seq 128] [--shard-mb 512] [--repeat 1] [--keep]
 //
-// Steps, each in a child process of its own so its peak RSS (process.resourceUsage().maxRSS) is its alone:
+// Steps, each in a child process of its own so its peak RSS (VmHWM: bench/timing.ts peakRssBytes) is its alone:
 //   node    baseline: the child process with its imports and nothing else
 //   gen     buildTransformer({ deferred: true }) saved with external data: every weight generated, written, dropped
 //   stream  loadModel(externalData: 'stream') -> convertFloat16({ defer: true }) -> saveModel(shardSize)
@@ -23,6 +23,7 @@ import { Model } from '../src/onnx/ir.js';
 import { convertFloat16 } from '../src/passes/float16.js';
 import { quantizeWeightOnly } from '../src/passes/weight-only.js';
 import { formatBytes } from '../src/report/format.js';
+import { peakRssBytes } from './timing.js';
 
 interface StepResult {
   step: string;
@@ -76,7 +77,7 @@ async function runStep(step: string, dir: string, opts: TransformerOptions, shar
     r = { step, seconds: 0, maxRss: 0, inBytes: sizeOnDisk(join(dir, 'src')), outBytes: saved.bytes + (saved.dataBytes ?? 0), shards: saved.dataPaths?.length ?? 0, note: `${fp16.report.tensors} tensors, ${fp16.report.clamped.length} clamped` };
   }
   r.seconds = (performance.now() - t0) / 1000;
-  r.maxRss = process.resourceUsage().maxRSS * 1024;
+  r.maxRss = peakRssBytes();
   return r;
 }
 

@@ -1,6 +1,7 @@
 // Shared timing for the bench scripts (not a bench itself): medians and block-rotated timing of several
 // models on the same input. Blocks, not single interleaved runs: on 2 cores ORT's spinning worker threads
 // of one session slow the next run of another, so each model runs a block of consecutive runs.
+import { readFileSync } from 'node:fs';
 import type { NdArray } from '../src/ndarray.js';
 import { Session } from '../src/runtime/session.js';
 
@@ -43,4 +44,18 @@ export async function timeBlocks(
   } finally {
     for (const s of sessions) await s.release();
   }
+}
+
+/**
+ * This process's peak RSS in bytes: VmHWM of /proc/self/status (Linux). getrusage's maxRSS is no use in a spawned
+ * child: Linux carries the forked copy of the parent's peak across exec into it.
+ */
+export function peakRssBytes(): number {
+  try {
+    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
+    if (m) return Number(m[1]) * 1024;
+  } catch {
+    // not Linux: fall back to getrusage
+  }
+  return process.resourceUsage().maxRSS * 1024;
 }
