@@ -12,6 +12,7 @@ import { checkBlockwiseOptions, kBlocks, packBits, packMatMulNBits, quantizeBloc
 import { float16ArrayToFloat32, float32ArrayToFloat16 } from '../quant/float16.js';
 import { quantizeBlockwiseHqq } from '../quant/hqq.js';
 import { cloneModel } from './preprocess.js';
+import { CONTROL_FLOW_OPS, cloneModelDeep, hasBodies } from './qdq-subgraph.js';
 import { constantTensor, readFloatConstant, removeIfUnused } from './quant-weight.js';
 import { upgradeOpset } from './rules/qdq/opset.js';
 
@@ -49,7 +50,7 @@ export interface WeightOnlyOptions {
   format?: WeightOnlyFormat;
   /** MatMulNBits accuracy_level (0..4, default 0: attribute left out). matmulnbits format only. */
   accuracyLevel?: number;
-  /** Node names to leave float. */
+  /** Node names to leave float (a node inside an If/Loop/Scan body: its name or its report path, see nodePath). */
   excludeNodes?: string[];
   /** Op types to leave float ('MatMul', 'Gemm'). */
   excludeOps?: string[];
@@ -66,9 +67,16 @@ export interface WeightOnlyOptions {
    * are the same either way.
    */
   defer?: boolean;
+  /**
+   * Visit If/Loop/Scan bodies too (at every depth; default true): a MatMul / Gemm in a body whose weight is a
+   * constant of the body or of an enclosing graph is rewritten in place, its quantized tensors stored once in the
+   * graph that owns the float weight (see {@link quantizeWeightOnly}).
+   */
+  subgraphs?: boolean;
 }
 
 export interface WeightOnlyEntry {
+  /** The node's name; inside an If/Loop/Scan body prefixed by the path of bodies, see {@link nodePath}. */
   node: string;
   opType: string;
 }
@@ -105,18 +113,74 @@ export function checkWeightOnlyOptions(o: WeightOnlyOptions): CheckedWeightOnlyO
     throw bad('2-bit weights in DequantizeLinear need INT2/UINT2 tensors (opset 25); lowbit writes opset 21 at most', 'use --format matmulnbits for 2 bits (ONNX Runtime runs 2-bit MatMulNBits), or --bits 4');
   }
   if (o.defer !== undefined && typeof o.defer !== 'boolean') throw bad('defer must be true or false', 'pass defer: true to quantize each weight as the model is saved');
-  return { bits: o.bits, blockSize: o.blockSize, symmetric: o.symmetric ?? false, algorithm, format, accuracyLevel, excludeNodes: o.excludeNodes ?? [], excludeOps: o.excludeOps ?? [], defer: o.defer ?? false };
+  if (o.subgraphs !== undefined && typeof o.subgraphs !== 'boolean') throw bad('subgraphs must be true or false', 'pass subgraphs: false to leave If/Loop/Scan bodies float');
+  return { bits: o.bits, blockSize: o.blockSize, symmetric: o.symmetric ?? false, algorithm, format, accuracyLevel, excludeNodes: o.excludeNodes ?? [], excludeOps: o.excludeOps ?? [], defer: o.defer ?? false, subgraphs: o.subgraphs ?? true };
 }
 
 function label(node: NodeProto, index: number): string {
   return node.name || `(unnamed ${node.opType} #${index})`;
 }
 
+/** A graph the weight-only passes visit: the main graph or an If/Loop/Scan body under it. */
+export interface WeightScope {
+  graph: Graph;
+  /** What the reports put before the names of its nodes: '' for the main graph, see {@link nodePath}. */
+  prefix: string;
+  /** Element types of its values, those of enclosing graphs included. */
+  types: Map<string, number>;
+}
+
+/**
+ * The report name of a node: its name (or `(unnamed OP #i)`, i its index in its graph), prefixed inside an
+ * If/Loop/Scan body by `<control-flow node>/<attribute>/` for each enclosing body, outermost first, e.g.
+ * `decoder_if/then_branch/lm_head` or `loop/body/inner_if/else_branch/(unnamed MatMul #3)`.
+ */
+export function nodePath(scope: Pick<WeightScope, 'prefix'>, node: NodeProto, index: number): string {
+  return scope.prefix + label(node, index);
+}
+
+/**
+ * The main graph, then (with `bodies`) each If/Loop/Scan body of the default domain under it at every depth,
+ * in pre-order (a body after the graph holding it). Element types are inferred per graph, outer ones first.
+ */
+export function weightScopes(root: Graph, bodies: boolean): WeightScope[] {
+  const out: WeightScope[] = [];
+  const visit = (graph: Graph, prefix: string, types: Map<string, number>): void => {
+    out.push({ graph, prefix, types });
+    if (!bodies) return;
+    graph.nodes.forEach((n, i) => {
+      if ((n.domain ?? '') !== '' && n.domain !== 'ai.onnx') return;
+      if (!CONTROL_FLOW_OPS.has(n.opType ?? '')) return;
+      for (const { attribute, graph: sub } of graph.subgraphs(n)) visit(sub, `${prefix}${label(n, i)}/${attribute}/`, inferElemTypes(sub, types));
+    });
+  };
+  visit(root, '', inferElemTypes(root));
+  return out;
+}
+
+/**
+ * The graph that defines `name` as seen from `g`: `g` or the nearest enclosing graph holding it as an initializer,
+ * a graph input or a node output; undefined when none does.
+ */
+export function definingGraph(g: Graph, name: string): Graph | undefined {
+  for (let s: Graph | undefined = g; s; s = s.parent) {
+    if (s.initializers.has(name) || s.producer(name) || s.inputs.some((v) => v.name === name)) return s;
+  }
+  return undefined;
+}
+
+/** Marks the producer/consumer indexes of every scope stale (bodies' outer references changed). */
+export function touchScopes(scopes: readonly WeightScope[]): void {
+  for (const s of scopes) s.graph.touch();
+}
+
 /** A weight prepared for one form: the tensor names the replacement nodes read. */
 interface PreparedWeight {
+  /** The float weight's name. */
+  name: string;
   K: number;
   N: number;
-  /** MatMulNBits: B, scales, [zero_points]; qdq: the DequantizeLinear output. */
+  /** MatMulNBits: B, scales, [zero_points]; qdq: DequantizeLinear's x, x_scale, [x_zero_point]. */
   inputs: string[];
 }
 
@@ -136,7 +200,16 @@ interface WeightRef {
  * the float MatMul — the opset raised to 21 for it. Gemm's transB is folded into the weight, alpha too. A weight
  * read by several nodes is quantized once. Float weights nothing reads any more are removed. Left float, with a
  * reason: weights that are graph inputs, computed weights, batched (rank 3+) weights, other element types, Gemm
- * with transA, excluded nodes and op types. If/Loop/Scan bodies are not visited. The input model is not modified.
+ * with transA, excluded nodes and op types. The input model is not modified.
+ * If/Loop/Scan bodies (at every depth; `subgraphs: false` leaves them alone) are rewritten the same way when the
+ * weight is a constant of the body or of an enclosing graph (transformers.js' `decoder_model_merged.onnx`: both
+ * branches of an If read the decoder's weights from the main graph): the quantized tensors go into the graph that
+ * owns the float weight, so branches reading one weight share one quantized copy; the qdq form adds one
+ * DequantizeLinear per weight in the graph owning it too, its output read by the bodies (ORT 1.30 refuses a body's
+ * DequantizeLinear of outer-scope codes: it fuses it into MatMulNBits and then misses the codes). Body nodes are
+ * reported (and matched by `excludeNodes`, besides their plain name) by their path, see {@link nodePath}:
+ * `if_node/then_branch/matmul`. A float weight is
+ * removed when no graph reads it any more.
  * With `defer` the quantized tensors are produced as they are read (saved): see WeightOnlyOptions.defer.
  * @throws LowbitError BAD_OPTION for bad options (bits, blockSize, algorithm, format, accuracyLevel, 2-bit qdq,
  *   defer); UNSUPPORTED_MODEL when the qdq form needs opset 21 and the model cannot be raised to it; NON_FINITE for
@@ -145,46 +218,52 @@ interface WeightRef {
  */
 export function quantizeWeightOnly(model: Model, opts: WeightOnlyOptions): { model: Model; report: WeightOnlyReport } {
   const o = checkWeightOnlyOptions(opts);
-  const out = cloneModel(model);
-  const g = out.graph;
+  const bodies = o.subgraphs && hasBodies(model.graph);
+  // Body nodes are shared with the input model by a shallow clone: copy them before editing.
+  const out = bodies ? cloneModelDeep(model) : cloneModel(model);
+  const scopes = weightScopes(out.graph, bodies);
   const report: WeightOnlyReport = { quantized: [], skipped: [] };
   const excludeNodes = new Set(o.excludeNodes);
   const excludeOps = new Set(o.excludeOps);
-  const types = inferElemTypes(g);
   const irVersion = out.rest.irVersion ?? 8n;
 
-  // Pass 1: which nodes can be rewritten, and the weight each reads.
-  const todo: { node: NodeProto; entry: WeightOnlyEntry; ref: WeightRef; floatType: number }[] = [];
-  g.nodes.forEach((node, index) => {
-    const op = node.opType ?? '';
-    if ((node.domain ?? '') !== '' && node.domain !== 'ai.onnx') return;
-    if (op !== 'MatMul' && op !== 'Gemm') return;
-    const entry = { node: label(node, index), opType: op };
-    const skip = (reason: string): void => void report.skipped.push({ ...entry, reason });
-    if (node.name && excludeNodes.has(node.name)) return skip('excluded by node name');
-    if (excludeOps.has(op)) return skip('excluded by op type');
-    const b = node.input[1] ?? '';
-    if (g.isGraphInput(b)) return skip(`weight '${b}' is a graph input (fed at run time), not a constant`);
-    if (irVersion >= 4n && g.initializers.has(b) && g.inputs.some((v) => v.name === b)) return skip(`weight '${b}' is also a graph input (a caller may override it): left float`);
-    const t = g.constant(b);
-    if (!t) return skip(`weight '${b}' is computed at run time (not a constant): activation x activation products stay float`);
-    if (t.dataType !== DataType.FLOAT && t.dataType !== DataType.FLOAT16) return skip(`weight '${b}' is ${dataTypeName(t.dataType)}: only FLOAT and FLOAT16 weights are quantized`);
-    const dims = dimsOf(t);
-    if (dims.length !== 2) return skip(`weight '${b}' has rank ${dims.length} (shape [${dims.join(', ')}]): only 2-D weights [K, N] are blockwise-quantized`);
-    let ref: WeightRef = { name: b, transposed: false, alpha: 1 };
-    if (op === 'Gemm') {
-      if (attrInt(node, 'transA', 0) !== 0) return skip('Gemm with transA = 1: A is not [M, K]');
-      const beta = attrFloat(node, 'beta', 1);
-      const c = node.input[2];
-      if (c && beta !== 1 && !g.constant(c)) return skip('Gemm with beta != 1 and a computed C');
-      ref = { name: b, transposed: attrInt(node, 'transB', 0) !== 0, alpha: attrFloat(node, 'alpha', 1) };
-    }
-    const aType = types.get(node.input[0] ?? '');
-    const floatType = aType === DataType.FLOAT16 || (aType === undefined && t.dataType === DataType.FLOAT16) ? DataType.FLOAT16 : DataType.FLOAT;
-    if (aType !== undefined && aType !== DataType.FLOAT && aType !== DataType.FLOAT16) return skip(`input A is ${dataTypeName(aType)}: MatMulNBits takes FLOAT or FLOAT16 activations`);
-    todo.push({ node, entry, ref, floatType });
-  });
+  // Pass 1: which nodes can be rewritten, and the weight each reads (and which graph owns it).
+  const todo: { node: NodeProto; entry: WeightOnlyEntry; ref: WeightRef; floatType: number; g: Graph; owner: Graph }[] = [];
+  for (const scope of scopes) {
+    const { graph: g, types } = scope;
+    g.nodes.forEach((node, index) => {
+      const op = node.opType ?? '';
+      if ((node.domain ?? '') !== '' && node.domain !== 'ai.onnx') return;
+      if (op !== 'MatMul' && op !== 'Gemm') return;
+      const entry = { node: nodePath(scope, node, index), opType: op };
+      const skip = (reason: string): void => void report.skipped.push({ ...entry, reason });
+      if ((node.name && excludeNodes.has(node.name)) || excludeNodes.has(entry.node)) return skip('excluded by node name');
+      if (excludeOps.has(op)) return skip('excluded by op type');
+      const b = node.input[1] ?? '';
+      const owner = definingGraph(g, b) ?? g;
+      if (owner.isGraphInput(b)) return skip(`weight '${b}' is a graph input (fed at run time), not a constant`);
+      if (irVersion >= 4n && owner.initializers.has(b) && owner.inputs.some((v) => v.name === b)) return skip(`weight '${b}' is also a graph input (a caller may override it): left float`);
+      const t = g.constant(b);
+      if (!t) return skip(`weight '${b}' is computed at run time (not a constant): activation x activation products stay float`);
+      if (t.dataType !== DataType.FLOAT && t.dataType !== DataType.FLOAT16) return skip(`weight '${b}' is ${dataTypeName(t.dataType)}: only FLOAT and FLOAT16 weights are quantized`);
+      const dims = dimsOf(t);
+      if (dims.length !== 2) return skip(`weight '${b}' has rank ${dims.length} (shape [${dims.join(', ')}]): only 2-D weights [K, N] are blockwise-quantized`);
+      let ref: WeightRef = { name: b, transposed: false, alpha: 1 };
+      if (op === 'Gemm') {
+        if (attrInt(node, 'transA', 0) !== 0) return skip('Gemm with transA = 1: A is not [M, K]');
+        const beta = attrFloat(node, 'beta', 1);
+        const c = node.input[2];
+        if (c && beta !== 1 && !g.constant(c)) return skip('Gemm with beta != 1 and a computed C');
+        ref = { name: b, transposed: attrInt(node, 'transB', 0) !== 0, alpha: attrFloat(node, 'alpha', 1) };
+      }
+      const aType = types.get(node.input[0] ?? '');
+      const floatType = aType === DataType.FLOAT16 || (aType === undefined && t.dataType === DataType.FLOAT16) ? DataType.FLOAT16 : DataType.FLOAT;
+      if (aType !== undefined && aType !== DataType.FLOAT && aType !== DataType.FLOAT16) return skip(`input A is ${dataTypeName(aType)}: MatMulNBits takes FLOAT or FLOAT16 activations`);
+      todo.push({ node, entry, ref, floatType, g, owner });
+    });
+  }
 
+  const g = out.graph;
   if (todo.length && o.format === 'qdq') {
     const from = out.opset('') ?? 1;
     if (from < 21) {
@@ -197,26 +276,48 @@ export function quantizeWeightOnly(model: Model, opts: WeightOnlyOptions): { mod
     if (irVersion < 10n) out.rest.irVersion = 10n; // INT4 / UINT4 tensors and opset 21 need IR version 10
   }
 
-  // Pass 2: quantize each distinct weight once, rewrite the nodes.
-  const cache = new Map<string, PreparedWeight>();
-  const released = new Set<string>();
-  const prepare = (ref: WeightRef, floatType: number): PreparedWeight => {
+  // Pass 2: quantize each distinct weight once (its tensors in the graph owning it), rewrite the nodes.
+  const cache = new Map<Graph, Map<string, PreparedWeight>>();
+  const released = new Map<Graph, Set<string>>();
+  const release = (owner: Graph, name: string): void => {
+    let set = released.get(owner);
+    if (!set) released.set(owner, (set = new Set()));
+    set.add(name);
+  };
+  const prepare = (ref: WeightRef, floatType: number, owner: Graph): PreparedWeight => {
     const key = `${ref.name}\u0000${ref.transposed}\u0000${ref.alpha}\u0000${floatType}`;
-    const hit = cache.get(key);
+    let byKey = cache.get(owner);
+    if (!byKey) cache.set(owner, (byKey = new Map()));
+    const hit = byKey.get(key);
     if (hit) return hit;
     // The source tensor itself is kept (not its name: the float initializer is removed below), read when quantized.
-    const src = constantTensor(g, ref.name)!;
+    const src = constantTensor(owner, ref.name)!;
     const [r, c] = dimsOf(src) as [number, number];
     const job: WeightJob = { ref, src, K: ref.transposed ? c : r, N: ref.transposed ? r : c, floatType };
     const quantize = (): BlockQuantized => quantizeJob(o, opts.quantizeWeight, job);
-    const p = o.format === 'matmulnbits' ? addMatMulNBitsTensors(g, o, job, quantize) : addDequantize(g, o, job, quantize);
-    cache.set(key, p);
-    released.add(ref.name);
+    const p = o.format === 'matmulnbits' ? addMatMulNBitsTensors(owner, o, job, quantize) : addDequantizeTensors(owner, o, job, quantize);
+    byKey.set(key, p);
+    release(owner, ref.name);
     return p;
   };
+  // qdq: one DequantizeLinear per weight, in the graph owning it. Not in each body reading an outer weight: ORT 1.30
+  // fuses a body's DequantizeLinear -> MatMul into MatMulNBits, then fails to find the outer-scope codes ("Missing
+  // required weight" from TransposeDQWeightsForMatMulNBits) and refuses the model at the default optimization level.
+  const dequantized = new Map<Graph, Map<PreparedWeight, string>>();
+  const weightInputs = (p: PreparedWeight, at: Graph): string[] => {
+    if (o.format === 'matmulnbits') return p.inputs;
+    let byWeight = dequantized.get(at);
+    if (!byWeight) dequantized.set(at, (byWeight = new Map()));
+    let y = byWeight.get(p);
+    if (y === undefined) byWeight.set(p, (y = addDequantizeNode(at, o, p)));
+    return [y];
+  };
 
-  for (const { node, entry, ref, floatType } of todo) {
-    const p = prepare(ref, floatType);
+  const edited = new Set<Graph>();
+  for (const { node, entry, ref, floatType, g, owner } of todo) {
+    const p = prepare(ref, floatType, owner);
+    const bIn = weightInputs(p, owner);
+    edited.add(g).add(owner);
     const nodes: NodeProto[] = [];
     const y = node.output[0]!;
     const name = node.name || g.freshName(node.opType!);
@@ -231,11 +332,11 @@ export function quantizeWeightOnly(model: Model, opts: WeightOnlyOptions): { mod
       if (vector) {
         const data = readFloatConstant(g, c).data.map((v) => v * beta);
         bias = addFloatTensor(g, `${c}_bias`, [p.N], data, floatType);
-        released.add(c);
+        release(definingGraph(g, c) ?? g, c);
       } else if (ct && beta !== 1) {
         const dims = dimsOf(ct);
         addC = addFloatTensor(g, `${c}_scaled`, dims, readFloatConstant(g, c).data.map((v) => v * beta), ct.dataType === DataType.FLOAT16 ? DataType.FLOAT16 : DataType.FLOAT);
-        released.add(c);
+        release(definingGraph(g, c) ?? g, c);
       } else addC = c;
     }
     const mmOut = addC !== undefined || (bias !== undefined && o.format === 'qdq') ? g.freshName(`${y}_matmul`) : y;
@@ -247,23 +348,26 @@ export function quantizeWeightOnly(model: Model, opts: WeightOnlyOptions): { mod
         makeAttribute('block_size', o.blockSize),
         ...(o.accuracyLevel ? [makeAttribute('accuracy_level', o.accuracyLevel)] : []),
       ];
-      const inputs = [node.input[0]!, ...p.inputs];
+      const inputs = [node.input[0]!, ...bIn];
       if (bias !== undefined) {
         while (inputs.length < 5) inputs.push('');
         inputs.push(bias);
       }
       nodes.push(makeNode('MatMulNBits', inputs, [bias !== undefined && addC === undefined ? y : mmOut], { name, domain: MS_DOMAIN, attribute: attrs }));
     } else {
-      nodes.push(makeNode('MatMul', [node.input[0]!, p.inputs[0]!], [mmOut], { name }));
+      nodes.push(makeNode('MatMul', [node.input[0]!, bIn[0]!], [mmOut], { name }));
       if (bias !== undefined) nodes.push(makeNode('Add', [mmOut, bias], [y], { name: g.freshName(`${name}_bias`) }));
     }
     if (addC !== undefined) nodes.push(makeNode('Add', [mmOut, addC], [y], { name: g.freshName(`${name}_c`) }));
     g.replaceNode(node, nodes);
     report.quantized.push({ ...entry, form: formLabel(o, opts.quantizeWeight ? (opts.quantizeWeightName ?? 'custom') : undefined), K: p.K, N: p.N });
   }
-  for (const name of released) removeIfUnused(g, name);
+  // Bodies now read other outer values: every index is stale. A float weight still read anywhere (a body, a node
+  // left float) is kept.
+  if (bodies) touchScopes(scopes);
+  for (const [owner, names] of released) for (const name of names) removeIfUnused(owner, name);
   if (todo.length && o.format === 'matmulnbits' && out.opset(MS_DOMAIN) === undefined) out.setOpset(MS_DOMAIN, 1);
-  if (todo.length) g.sortInPlace();
+  for (const s of scopes) if (edited.has(s.graph)) s.graph.sortInPlace();
   return { model: out, report };
 }
 
@@ -393,10 +497,10 @@ function addMatMulNBitsTensors(g: Graph, o: CheckedWeightOnlyOptions, job: Weigh
     const p = packMatMulNBits(q);
     return [p.B, toFloatType(p.scales, floatType), ...(p.zeroPoints ? [p.zeroPoints] : [])];
   });
-  return { K, N, inputs };
+  return { name: ref.name, K, N, inputs };
 }
 
-function addDequantize(g: Graph, o: CheckedWeightOnlyOptions, job: WeightJob, quantize: () => BlockQuantized): PreparedWeight {
+function addDequantizeTensors(g: Graph, o: CheckedWeightOnlyOptions, job: WeightJob, quantize: () => BlockQuantized): PreparedWeight {
   const { ref, K, N, floatType } = job;
   const nb = kBlocks(K, o.blockSize);
   const eager = o.defer ? undefined : quantize();
@@ -415,11 +519,16 @@ function addDequantize(g: Graph, o: CheckedWeightOnlyOptions, job: WeightJob, qu
     const t = toBlockedDequantize(q);
     return [pack(t.x), toFloatType(t.scale, floatType), ...(t.zeroPoint ? [pack(t.zeroPoint)] : [])];
   });
-  const y = g.freshName(`${ref.name}_dequantized`);
-  const dq = makeNode('DequantizeLinear', inputs, [y], {
-    name: g.freshName(`${ref.name}_DequantizeLinear`),
+  return { name: ref.name, K, N, inputs };
+}
+
+/** Adds to `g` the blocked DequantizeLinear of a prepared qdq weight (whose tensors `g` sees); returns its output. */
+function addDequantizeNode(g: Graph, o: CheckedWeightOnlyOptions, p: PreparedWeight): string {
+  const y = g.freshName(`${p.name}_dequantized`);
+  const dq = makeNode('DequantizeLinear', p.inputs, [y], {
+    name: g.freshName(`${p.name}_DequantizeLinear`),
     attribute: [makeAttribute('axis', 0), makeAttribute('block_size', o.blockSize)],
   });
   g.addNodes([dq], 0);
-  return { K, N, inputs: [y] };
+  return y;
 }

@@ -292,7 +292,8 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
         bits: o.bits,
         blockSize: o.blockSize,
         symmetric: o.symmetric,
-        ...(hook ? { quantizeWeight: hook, quantizeWeightName: o.actOrder ? 'gptq, act-order' : 'gptq' } : { algorithm: o.algorithm as 'rtn' | 'hqq' }),
+        // GPTQ's Hessians come from the main graph's taps: weights inside If/Loop/Scan bodies stay float with it.
+        ...(hook ? { quantizeWeight: hook, quantizeWeightName: o.actOrder ? 'gptq, act-order' : 'gptq', subgraphs: false } : { algorithm: o.algorithm as 'rtn' | 'hqq' }),
         // resolveQuantizeOptions refuses qoperator in this mode, and accuracyLevel with qdq
         ...(o.format === 'qdq' ? { format: 'qdq' as const } : { format: 'matmulnbits' as const, accuracyLevel: o.accuracyLevel }),
         excludeNodes,
