@@ -51,9 +51,9 @@ export interface PresetVariant {
   quantizedNodes: number;
   /** Output SQNR against the float32 model on synthetic inputs (worst output), when computable. */
   sqnrDb?: number;
-  /** 'ok' or the error message. */
+  /** 'ok', the error message, or 'skipped: why'. */
   node: string;
-  /** 'ok', the error message, or 'skipped'. */
+  /** 'ok', the error message, 'skipped' (the web check was turned off) or 'skipped: why'. */
   web: string;
 }
 
@@ -192,8 +192,10 @@ export async function quantizeTransformersJs(o: PresetOptions): Promise<PresetRe
       const built = buildVariant(model, dtype);
       // transformers.js loads external data from `<file>.onnx_data` (and `_data_1`, ... with use_external_data_format: N).
       const saved = await saveModel(built.model.toProto(), out, { inputPath: file, externalDataName: `${basename(out)}_data`, ...(o.shardSize !== undefined ? { shardSize: o.shardSize } : {}) });
-      const v: PresetVariant = { source: file, dtype, output: out, bytes: saved.bytes + (saved.dataBytes ?? 0), sourceBytes, quantizedNodes: built.quantizedNodes, node: 'ok', web: 'skipped' };
+      const noInputs = 'skipped: the model inputs cannot be synthesised';
+      const v: PresetVariant = { source: file, dtype, output: out, bytes: saved.bytes + (saved.dataBytes ?? 0), sourceBytes, quantizedNodes: built.quantizedNodes, node: noInputs, web: o.web === false ? 'skipped' : noInputs };
       if (feeds) {
+        v.node = 'ok';
         try {
           const got = await runNode(out, feeds, o.threads);
           if (ref) {
@@ -203,7 +205,8 @@ export async function quantizeTransformersJs(o: PresetOptions): Promise<PresetRe
         } catch (e) {
           v.node = message(e);
         }
-        if (o.web !== false && v.bytes <= WEB_CHECK_MAX_BYTES) {
+        if (o.web !== false && v.bytes > WEB_CHECK_MAX_BYTES) v.web = `skipped: over ${WEB_CHECK_MAX_BYTES / 1024 ** 3} GiB (the wasm heap is 4 GiB)`;
+        else if (o.web !== false) {
           try {
             const external = (saved.dataPaths ?? []).map((p) => ({ path: basename(p), data: new Uint8Array(readFileSync(p)) }));
             await runInWeb(new Uint8Array(readFileSync(out)), feeds, external);

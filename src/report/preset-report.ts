@@ -7,6 +7,8 @@ import { formatBytes, formatDb, formatRatio } from './format.js';
 import { renderTable, type Cell } from './table.js';
 
 const fileName = (p: string): string => p.split(/[\\/]/).pop() ?? p;
+const skipped = (status: string): boolean => status.startsWith('skipped');
+const mark = (status: string): string => (status === 'ok' ? '✓' : skipped(status) ? '-' : '✗');
 
 /** The table, the dtype legend, files skipped as inputs, and a line per variant that failed to run. */
 export function renderPresetReport(r: PresetResult): string {
@@ -16,8 +18,8 @@ export function renderPresetReport(r: PresetResult): string {
     formatBytes(v.bytes),
     formatRatio(v.sourceBytes / v.bytes),
     v.sqnrDb === undefined ? '-' : formatDb(v.sqnrDb),
-    v.node === 'ok' ? '✓' : '✗',
-    v.web === 'ok' ? '✓' : v.web === 'skipped' ? '-' : '✗',
+    mark(v.node),
+    mark(v.web),
   ]);
   const out = [renderTable(['file', 'dtype', 'size', 'smaller', 'SQNR vs fp32', 'ort-node', 'ort-web (wasm)'], rows)];
   const sources = [...new Set(r.variants.map((v) => v.source))];
@@ -29,8 +31,11 @@ export function renderPresetReport(r: PresetResult): string {
   out.push('', ...dtypes.map((d) => `${d}: ${DTYPE_DESCRIPTION[d]}`));
   for (const v of r.variants) {
     if (v.quantizedNodes === 0) out.push(`!!! ${fileName(v.output)}: no node was converted (${v.dtype} rewrites ${DTYPE_HANDLES[v.dtype]}; the model has none): the file is the float model`);
-    if (v.node !== 'ok') out.push(`!!! ${fileName(v.output)} does not run in onnxruntime-node: ${v.node}`);
-    if (v.web !== 'ok' && v.web !== 'skipped') out.push(`!!! ${fileName(v.output)} does not run in onnxruntime-web: ${v.web}`);
+    if (v.node !== 'ok' && !skipped(v.node)) out.push(`!!! ${fileName(v.output)} does not run in onnxruntime-node: ${v.node}`);
+    if (v.web !== 'ok' && !skipped(v.web)) out.push(`!!! ${fileName(v.output)} does not run in onnxruntime-web: ${v.web}`);
+    for (const [where, st] of [['onnxruntime-node', v.node], ['onnxruntime-web', v.web]] as const) {
+      if (st.startsWith('skipped: ')) out.push(`${fileName(v.output)}: not run in ${where}, ${st.slice('skipped: '.length)}`);
+    }
   }
   const byReason = new Map<string, string[]>();
   for (const s of r.skipped) byReason.set(s.reason, [...(byReason.get(s.reason) ?? []), fileName(s.file)]);

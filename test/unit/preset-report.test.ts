@@ -10,6 +10,7 @@ test('preset report: rows, legend, a variant that converted nothing, a web failu
     variants: [
       { ...base, dtype: 'q4', output: '/m/onnx/model_q4.onnx', bytes: 600_000, quantizedNodes: 12, sqnrDb: 21.5 },
       { ...base, dtype: 'bnb4', output: '/m/onnx/model_bnb4.onnx', bytes: 4_000_000, quantizedNodes: 0, sqnrDb: Infinity, web: 'no kernel for MatMulBnb4' },
+      { ...base, dtype: 'fp16', output: '/m/onnx/model_fp16.onnx', bytes: 2_000_000, quantizedNodes: 40, web: 'skipped: over 1 GiB (the wasm heap is 4 GiB)' },
     ],
     skipped: [
       { file: '/m/onnx/model_fp16.onnx', reason: 'already a dtype variant' },
@@ -20,5 +21,8 @@ test('preset report: rows, legend, a variant that converted nothing, a web failu
   assert.match(text, /^q4: MatMulNBits 4-bit/m);
   assert.match(text, /!!! model_bnb4\.onnx: no node was converted \(bnb4 rewrites MatMul with a constant weight; the model has none\)/);
   assert.match(text, /!!! model_bnb4\.onnx does not run in onnxruntime-web: no kernel for MatMulBnb4/);
+  assert.match(text, /model_fp16\.onnx\s*│ fp16 .*│ ✓\s*│ -\s*│/);
+  assert.match(text, /model_fp16\.onnx: not run in onnxruntime-web, over 1 GiB/);
+  assert.doesNotMatch(text, /model_fp16\.onnx does not run/);
   assert.match(text, /skipped 2 files \(already a dtype variant\): model_fp16\.onnx, model_q8\.onnx/);
 });
