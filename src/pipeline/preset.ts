@@ -53,6 +53,8 @@ export interface PresetVariant {
   sqnrDb?: number;
   /** 'ok', the error message, or 'skipped: why'. */
   node: string;
+  /** Set when the variant could not be built or written (nothing was written for it): why, and what to do. */
+  error?: string;
   /** 'ok', the error message, 'skipped' (the web check was turned off) or 'skipped: why'. */
   web: string;
 }
@@ -189,9 +191,19 @@ export async function quantizeTransformersJs(o: PresetOptions): Promise<PresetRe
     const ref = feeds ? await runNode(file, feeds, o.threads).catch(() => undefined) : undefined;
     for (const dtype of dtypes) {
       const out = join(o.outputDir ?? dirname(file), `${basename(file, '.onnx')}${DTYPE_SUFFIX[dtype]}.onnx`);
-      const built = buildVariant(model, dtype);
-      // transformers.js loads external data from `<file>.onnx_data` (and `_data_1`, ... with use_external_data_format: N).
-      const saved = await saveModel(built.model.toProto(), out, { inputPath: file, externalDataName: `${basename(out)}_data`, ...(o.shardSize !== undefined ? { shardSize: o.shardSize } : {}) });
+      let built: ReturnType<typeof buildVariant>;
+      let saved: Awaited<ReturnType<typeof saveModel>>;
+      try {
+        built = buildVariant(model, dtype);
+        // transformers.js loads external data from `<file>.onnx_data` (and `_data_1`, ... with use_external_data_format: N).
+        saved = await saveModel(built.model.toProto(), out, { inputPath: file, externalDataName: `${basename(out)}_data`, ...(o.shardSize !== undefined ? { shardSize: o.shardSize } : {}) });
+      } catch (e) {
+        // One dtype the model cannot take (e.g. an op a pass refuses) does not stop the others; a bug still does.
+        if (!(e instanceof LowbitError) || e.code === 'INTERNAL') throw e;
+        variants.push({ source: file, dtype, output: out, bytes: 0, sourceBytes, quantizedNodes: 0, node: 'skipped: not written', web: 'skipped: not written', error: `${e.message} (${e.hint})` });
+        o.onProgress?.({ stage: 'preset', done: variants.length, total });
+        continue;
+      }
       const noInputs = 'skipped: the model inputs cannot be synthesised';
       const v: PresetVariant = { source: file, dtype, output: out, bytes: saved.bytes + (saved.dataBytes ?? 0), sourceBytes, quantizedNodes: built.quantizedNodes, node: noInputs, web: o.web === false ? 'skipped' : noInputs };
       if (feeds) {

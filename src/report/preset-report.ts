@@ -15,8 +15,8 @@ export function renderPresetReport(r: PresetResult): string {
   const rows: Cell[][] = r.variants.map((v) => [
     fileName(v.output),
     v.dtype,
-    formatBytes(v.bytes),
-    formatRatio(v.sourceBytes / v.bytes),
+    v.error ? 'not written' : formatBytes(v.bytes),
+    v.error ? '-' : formatRatio(v.sourceBytes / v.bytes),
     v.sqnrDb === undefined ? '-' : formatDb(v.sqnrDb),
     mark(v.node),
     mark(v.web),
@@ -30,6 +30,10 @@ export function renderPresetReport(r: PresetResult): string {
   const dtypes = [...new Set(r.variants.map((v) => v.dtype))];
   out.push('', ...dtypes.map((d) => `${d}: ${DTYPE_DESCRIPTION[d]}`));
   for (const v of r.variants) {
+    if (v.error) {
+      out.push(`!!! ${fileName(v.output)} was not written: ${v.error}`);
+      continue;
+    }
     if (v.quantizedNodes === 0) out.push(`!!! ${fileName(v.output)}: no node was converted (${v.dtype} rewrites ${DTYPE_HANDLES[v.dtype]}; the model has none): the file is the float model`);
     if (v.node !== 'ok' && !skipped(v.node)) out.push(`!!! ${fileName(v.output)} does not run in onnxruntime-node: ${v.node}`);
     if (v.web !== 'ok' && !skipped(v.web)) out.push(`!!! ${fileName(v.output)} does not run in onnxruntime-web: ${v.web}`);

@@ -11,6 +11,7 @@ test('preset report: rows, legend, a variant that converted nothing, a web failu
       { ...base, dtype: 'q4', output: '/m/onnx/model_q4.onnx', bytes: 600_000, quantizedNodes: 12, sqnrDb: 21.5 },
       { ...base, dtype: 'bnb4', output: '/m/onnx/model_bnb4.onnx', bytes: 4_000_000, quantizedNodes: 0, sqnrDb: Infinity, web: 'no kernel for MatMulBnb4' },
       { ...base, dtype: 'fp16', output: '/m/onnx/model_fp16.onnx', bytes: 2_000_000, quantizedNodes: 40, web: 'skipped: over 1 GiB (the wasm heap is 4 GiB)' },
+      { ...base, dtype: 'q4f16', output: '/m/onnx/model_q4f16.onnx', bytes: 0, quantizedNodes: 0, node: 'skipped: not written', web: 'skipped: not written', error: 'a pass refused the model (do this)' },
     ],
     skipped: [
       { file: '/m/onnx/model_fp16.onnx', reason: 'already a dtype variant' },
@@ -24,5 +25,8 @@ test('preset report: rows, legend, a variant that converted nothing, a web failu
   assert.match(text, /model_fp16\.onnx\s*│ fp16 .*│ ✓\s*│ -\s*│/);
   assert.match(text, /model_fp16\.onnx: not run in onnxruntime-web, over 1 GiB/);
   assert.doesNotMatch(text, /model_fp16\.onnx does not run/);
+  assert.match(text, /model_q4f16\.onnx\s*│ q4f16 │ not written │/);
+  assert.match(text, /!!! model_q4f16\.onnx was not written: a pass refused the model \(do this\)/);
+  assert.doesNotMatch(text, /model_q4f16\.onnx: no node was converted/);
   assert.match(text, /skipped 2 files \(already a dtype variant\): model_fp16\.onnx, model_q8\.onnx/);
 });

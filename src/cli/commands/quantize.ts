@@ -246,5 +246,5 @@ async function runPreset(input: string, flags: QuantizeFlags): Promise<void> {
     progress.stop();
   }
   printText(renderPresetReport(result));
-  if (result.variants.some((v) => [v.node, v.web].some((st) => st !== 'ok' && !st.startsWith('skipped')))) process.exitCode = ExitCode.RUNTIME; // the files are written; the table says which variant failed where
+  if (result.variants.some((v) => v.error !== undefined || [v.node, v.web].some((st) => st !== 'ok' && !st.startsWith('skipped')))) process.exitCode = ExitCode.RUNTIME; // the files are written; the table says which variant failed where
 }
