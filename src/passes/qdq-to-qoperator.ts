@@ -389,7 +389,8 @@ export const QOPERATOR_OPS: Readonly<Record<string, string>> = Object.freeze({
  * ...) whose output Q has the input's parameters run on the 8-bit tensor with no Q/DQ. Units that do not
  * match (float nodes, int4 / int16 tensors, per-axis activations, weights quantized on another axis) stay QDQ
  * and are listed in the report. The QuantizeLinear at graph inputs and DequantizeLinear at outputs stay.
- * Only the main graph is converted (If/Loop/Scan bodies stay QDQ). The input model is not changed.
+ * If/Loop/Scan bodies are converted the same way (children first; kept units named by their path, e.g.
+ * `if/then_branch/conv`). The input model is not changed.
  * @throws LowbitError BAD_OPTION when the model has no default-domain opset 10 (QuantizeLinear).
  */
 export function qdqToQOperator(model: Model): { model: Model; report: QOperatorReport } {
@@ -398,11 +399,22 @@ export function qdqToQOperator(model: Model): { model: Model; report: QOperatorR
     throw new LowbitError('BAD_OPTION', `QOperator output needs opset 10 or later; the model has opset ${opset}`, 'quantize the model statically first (lowbit raises the opset to 13)');
   }
   const out = cloneModelDeep(model);
-  const g = out.graph;
-  const c = new Converter(g, opset);
-  for (const n of g.topoSort()) if (g.nodes.includes(n)) c.visit(n);
-  c.finish();
-  const used = g.nodes.some((n) => n.domain === MS_DOMAIN);
+  const report: QOperatorReport = { converted: {}, passthrough: {}, keptQdq: [], remaining: { quantizeLinear: 0, dequantizeLinear: 0 } };
+  let used = false;
+  // Bodies first (children before parents), each converted by the same rules with its own initializers.
+  const convert = (g: Graph, path: string): void => {
+    for (const n of g.nodes) for (const { attribute, graph } of g.subgraphs(n)) convert(graph, `${path}${n.name ?? n.opType}/${attribute}/`);
+    const c = new Converter(g, opset);
+    for (const n of g.topoSort()) if (g.nodes.includes(n)) c.visit(n);
+    c.finish();
+    for (const [k, v] of Object.entries(c.report.converted)) report.converted[k] = (report.converted[k] ?? 0) + v;
+    for (const [k, v] of Object.entries(c.report.passthrough)) report.passthrough[k] = (report.passthrough[k] ?? 0) + v;
+    report.keptQdq.push(...c.report.keptQdq.map((line) => path + line));
+    report.remaining.quantizeLinear += c.report.remaining.quantizeLinear;
+    report.remaining.dequantizeLinear += c.report.remaining.dequantizeLinear;
+    used ||= g.nodes.some((n) => n.domain === MS_DOMAIN);
+  };
+  convert(out.graph, '');
   if (used && out.opset(MS_DOMAIN) === undefined) out.setOpset(MS_DOMAIN, 1);
-  return { model: out, report: c.report };
+  return { model: out, report };
 }
