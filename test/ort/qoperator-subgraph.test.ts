@@ -18,7 +18,7 @@ const OPTS: StaticQuantOptions = { activationType: 'uint8', weightType: 'int8', 
 test('qoperator in If branches: QLinearConv in the 16 kHz branch, outputs equal to the QDQ model', async () => {
   const model = new Model((await loadModel(realModelPath('vadLegacy'))).model);
   const wav = readWav('test/fixtures/audio/speech-16k.wav');
-  const probs = async (m: Model, collect = false): Promise<{ probs: number[]; feeds?: Record<string, NdArray>[] }> => {
+  const probs = async (m: Model, collect = false): Promise<{ probs: Float32Array; feeds?: Record<string, NdArray>[] }> => {
     const s = await Session.create(encodeModel(m.toProto()), { threads: 1 });
     try {
       return await runVad(wav.samples, 'legacy', (f) => s.run(f), { collectFeeds: collect });

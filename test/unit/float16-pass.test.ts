@@ -1,5 +1,5 @@
 // fp16 / bf16 conversion pass (src/passes/float16.ts): types, Casts at the edges and around blocked nodes,
-// clamping, IO types, bit-exact rounding, Constant/Cast rewrites, subgraph refusal. Pure, no ORT.
+// clamping, IO types, bit-exact rounding, Constant/Cast rewrites, If bodies and the subgraph holders it refuses. Pure, no ORT.
 
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -193,7 +193,7 @@ describe('convertFloat16', () => {
     assert.equal(elemOf(m.graph.valueInfo.get('mul_out')), DataType.FLOAT); // input model untouched
   });
 
-  it('refuses If/Loop/Scan bodies and unknown types clearly', () => {
+  it('converts If bodies; refuses other subgraph holders and unknown types clearly', () => {
     const body = new ModelBuilder({ opset: 17 });
     body.output(body.op('Constant', [], { value_float: { kind: 'float', value: 1 } }), DataType.FLOAT);
     const b = new ModelBuilder({ opset: 17 });
@@ -205,7 +205,15 @@ describe('convertFloat16', () => {
     const ifNode = m.graph.nodes[0]!;
     ifNode.attribute = [makeAttribute('then_branch', g), makeAttribute('else_branch', g)];
     const fresh = new Model(m.toProto());
-    throwsLowbit(() => convertFloat16(fresh), 'UNSUPPORTED_MODEL', 'branch', 'If', 'subgraph');
+    const r = convertFloat16(fresh);
+    const then = r.model.graph.subgraphs(r.model.graph.nodes.find((n) => n.opType === 'If')!)[0]!.graph;
+    assert.equal(attrTensor(then.nodes[0]!, 'value')!.dataType, DataType.FLOAT16);
+    assert.equal(r.model.graph.outputs[0]!.type!.tensorType!.elemType, DataType.FLOAT); // keepIoTypes: main graph only
+    // A subgraph holder other than If/Loop/Scan is refused, naming it.
+    const seq = new Model(m.toProto());
+    seq.graph.nodes[0]!.opType = 'SequenceMap';
+    seq.graph.nodes[0]!.attribute = [makeAttribute('body', g)];
+    throwsLowbit(() => convertFloat16(seq), 'UNSUPPORTED_MODEL', 'branch', 'SequenceMap', 'subgraph');
     throwsLowbit(() => convertFloat16(mlp(), { type: 'float8' as never }), 'BAD_OPTION', 'float8');
     const old = mlp();
     old.setOpset('', 11);
