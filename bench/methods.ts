@@ -21,6 +21,7 @@ import { CALIB_METHODS } from '../src/pipeline/options.js';
 import { quantize } from '../src/pipeline/quantize.js';
 import { formatBytes, formatDb, formatMs, formatRatio } from '../src/report/format.js';
 import { renderTable, type Cell } from '../src/report/table.js';
+import { dataSourceFromArrays } from '../src/data/source.js';
 
 const arg = (name: string): string | undefined => {
   const i = process.argv.indexOf(`--${name}`);
@@ -32,20 +33,8 @@ const MARKDOWN = process.argv.includes('--markdown');
 const THREADS = 2;
 const dir = mkdtempSync(join(tmpdir(), 'lowbit-methods-'));
 
-/** Samples in memory, sliced along the first axis. */
-function arrays(input: string, arr: NdArray): EvalData {
-  const count = arr.shape[0]!;
-  const per = arr.data.length / count;
-  return {
-    count,
-    *batches(batchSize: number) {
-      for (let i = 0; i < count; i += batchSize) {
-        const n = Math.min(batchSize, count - i);
-        yield { [input]: { dtype: arr.dtype, shape: [n, ...arr.shape.slice(1)], data: arr.data.subarray(i * per, (i + n) * per) } as NdArray };
-      }
-    },
-  };
-}
+/** Samples in memory, batched along the first axis. */
+const arrays = (input: string, arr: NdArray): EvalData => dataSourceFromArrays({ [input]: arr }, input);
 
 interface Case {
   key: string;

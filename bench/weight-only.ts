@@ -37,6 +37,7 @@ import { formatBytes, formatDb, formatMs, formatRatio } from '../src/report/form
 import { renderTable, type Cell } from '../src/report/table.js';
 import { mulberry32 } from '../src/rng.js';
 import { Session } from '../src/runtime/session.js';
+import { dataSourceFromArrays } from '../src/data/source.js';
 
 const arg = (name: string): string | undefined => {
   const i = process.argv.indexOf(`--${name}`);
@@ -68,20 +69,8 @@ const CALIB_SEQS = 64;
 const EVAL_SEQS = 32;
 const dir = mkdtempSync(join(tmpdir(), 'lowbit-weight-only-'));
 
-/** Samples in memory, sliced along the first axis. */
-function arrays(input: string, arr: NdArray): EvalData {
-  const count = arr.shape[0]!;
-  const per = arr.data.length / count;
-  return {
-    count,
-    *batches(batchSize: number) {
-      for (let i = 0; i < count; i += batchSize) {
-        const n = Math.min(batchSize, count - i);
-        yield { [input]: { dtype: arr.dtype, shape: [n, ...arr.shape.slice(1)], data: arr.data.subarray(i * per, (i + n) * per) } as NdArray };
-      }
-    },
-  };
-}
+/** Samples in memory, batched along the first axis. */
+const arrays = (input: string, arr: NdArray): EvalData => dataSourceFromArrays({ [input]: arr }, input);
 
 const first = (arr: NdArray): NdArray => ({ dtype: arr.dtype, shape: [1, ...arr.shape.slice(1)], data: arr.data.subarray(0, arr.data.length / arr.shape[0]!) } as NdArray);
 

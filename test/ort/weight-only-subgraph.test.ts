@@ -13,7 +13,6 @@ import { saveModel } from '../../src/io/model-file.js';
 import type { NdArray } from '../../src/ndarray.js';
 import { attrInt } from '../../src/onnx/attributes.js';
 import { ModelBuilder } from '../../src/onnx/builder.js';
-import { encodeModel } from '../../src/onnx/encode.js';
 import type { Graph, Model } from '../../src/onnx/ir.js';
 import { DataType, type NodeProto } from '../../src/onnx/proto.js';
 import { dimsOf, tensorStorage } from '../../src/onnx/tensor.js';
@@ -22,8 +21,8 @@ import { quantizeWeightOnly, type WeightOnlyOptions } from '../../src/passes/wei
 import { dequantizeBlockwise, quantizeBlockwiseRtn } from '../../src/quant/blockwise.js';
 import { sqnrDb } from '../../src/quant/metrics.js';
 import { mulberry32 } from '../../src/rng.js';
-import { Session, type OptimizationLevel } from '../../src/runtime/session.js';
 import { maxRelError } from '../helpers.js';
+import { runFirstOutput } from './run-helpers.js';
 
 const rand = (n: number, seed: number, std = 1): Float32Array => {
   const r = mulberry32(seed);
@@ -103,14 +102,7 @@ function dequantizeNBits(g: Graph, node: NodeProto): Float32Array {
   return w;
 }
 
-async function run(model: Model, feeds: Record<string, NdArray>, optimizationLevel: OptimizationLevel = 'all'): Promise<Float32Array> {
-  const s = await Session.create(encodeModel(model.toProto()), { threads: 2, optimizationLevel });
-  try {
-    return Object.values(await s.run(feeds))[0]!.data as Float32Array;
-  } finally {
-    await s.release();
-  }
-}
+const run = runFirstOutput;
 
 const flag = (v: boolean): NdArray => ({ dtype: 'bool', shape: [], data: Uint8Array.of(v ? 1 : 0) });
 const xFeed = (v: boolean): Record<string, NdArray> => ({ x: { dtype: 'float32', shape: [1, D], data: rand(D, 9) }, use_a: flag(v) });

@@ -19,22 +19,15 @@ import { quantize } from '../../src/pipeline/quantize.js';
 import { dequantizeBlockwise, quantizeBlockwiseRtn, type BlockBits } from '../../src/quant/blockwise.js';
 import { sqnrDb } from '../../src/quant/metrics.js';
 import { mulberry32 } from '../../src/rng.js';
-import { Session, type OptimizationLevel } from '../../src/runtime/session.js';
 import { maxRelError } from '../helpers.js';
+import { runFirstOutput } from './run-helpers.js';
 
 const rand = (n: number, seed: number, std = 1) => {
   const r = mulberry32(seed);
   return Float32Array.from({ length: n }, () => r.normal() * std);
 };
 
-async function run(model: Model, feeds: Record<string, NdArray>, optimizationLevel: OptimizationLevel = 'all'): Promise<Float32Array> {
-  const s = await Session.create(encodeModel(model.toProto()), { threads: 2, optimizationLevel });
-  try {
-    return Object.values(await s.run(feeds))[0]!.data as Float32Array;
-  } finally {
-    await s.release();
-  }
-}
+const run = runFirstOutput;
 
 const M = 5;
 const K = 96;
