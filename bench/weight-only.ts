@@ -159,12 +159,13 @@ const VARIANTS: Variant[] = [
     (['rtn', 'hqq', 'gptq'] as WeightAlgorithm[]).map((algorithm): Variant => ({ name: `${bits}-bit ${algorithm} b32`, opts: { mode: 'weight-only', bits, blockSize: 32, algorithm } })),
   ),
   { name: '4-bit rtn b128', opts: { mode: 'weight-only', bits: 4, blockSize: 128, algorithm: 'rtn' } },
-  { name: '4-bit rtn b32 acc4', opts: { mode: 'weight-only', bits: 4, blockSize: 32, algorithm: 'rtn', accuracyLevel: 4 } },
+  { name: '4-bit rtn b32 acc0', opts: { mode: 'weight-only', bits: 4, blockSize: 32, algorithm: 'rtn', accuracyLevel: 0 } },
+  { name: '8-bit rtn b32 acc0', opts: { mode: 'weight-only', bits: 8, blockSize: 32, algorithm: 'rtn', accuracyLevel: 0 } },
   { name: 'tjs q4 (+ 4-bit emb.)', preset: 'q4' },
   { name: 'tjs q4f16', preset: 'q4f16' },
 ];
 /** Variants timed on the decode-shaped transformer (seq 1): one per graph form (hqq and gptq write rtn's graph, other values). */
-const DECODE = new Set(['fp16', '8-bit rtn b32', '4-bit rtn b32', '2-bit rtn b32', '4-bit rtn b128', '4-bit rtn b32 acc4', 'tjs q4 (+ 4-bit emb.)', 'tjs q4f16']);
+const DECODE = new Set(['fp16', '8-bit rtn b32', '4-bit rtn b32', '2-bit rtn b32', '4-bit rtn b128', '4-bit rtn b32 acc0', '8-bit rtn b32 acc0', 'tjs q4 (+ 4-bit emb.)', 'tjs q4f16']);
 const DECODE_RUNS = 3 * RUNS;
 
 /**
@@ -271,7 +272,7 @@ console.log(
     `every MatMul has M = ${T.seq} rows), tied embeddings, seeded random weights with 2 outlier columns per matrix; token ids Zipf(1.1) over a shuffled vocabulary with 20% ` +
     `local repeats; SQNR and agreement (argmax of the logits at every position) vs fp32 on ${EVAL_SEQS} sequences (seed 2), GPTQ calibrated on ${CALIB_SEQS} other sequences (seed 1; ` +
     `quantize() holds 20% out for its own check). PP-OCRv4 rec: realistic text lines 48×320, evaluation 32 (seed 7), GPTQ calibration 32 (seed 1); agreement = per CTC frame. ` +
-    `Weight-only = MatMulNBits (com.microsoft), asymmetric, block 32 unless named; gptq with act-order, damp 0.01; acc4 = accuracy_level 4 (int8 activations per block). ` +
+    `Weight-only = MatMulNBits (com.microsoft), asymmetric, block 32 unless named; gptq with act-order, damp 0.01; MatMulNBits accuracy_level 4 (int8 activations per block) is lowbit's default; acc0 = accuracy_level 0 (float activations). ` +
     `tjs = lowbit's transformers.js preset (q4: MatMulNBits 4-bit rtn b32 + GatherBlockQuantized 4-bit embeddings; q4f16: q4 with the rest in float16); ` +
     `"4-bit rtn b32" is q4 without the embeddings. Latency: medians of ${RUNS} runs per model in 6 alternating fp32/variant blocks (fresh session per block, 2 warm-up runs), ` +
     `one real evaluation sample, fp32 re-timed beside every variant (the fp32 row: one bench of ${RUNS} runs); 〃 = the graph of the rtn row above ` +
