@@ -15,6 +15,7 @@ import { quantizeMatMulBnb4 } from '../passes/weight-only-bnb4.js';
 import { quantizeEmbeddings } from '../passes/weight-only-gather.js';
 import { quantizeWeightOnly } from '../passes/weight-only.js';
 import { sqnrDb } from '../quant/metrics.js';
+import { openModelData } from '../data/calib-data.js';
 import { asNumbers } from '../runtime/arrays.js';
 import { Session } from '../runtime/session.js';
 import { runInWeb } from '../runtime/web.js';
@@ -36,6 +37,12 @@ export interface PresetOptions {
   web?: boolean;
   /** Split external data into files of at most this many bytes (`<variant>.onnx_data`, `_data_1`, ...). */
   shardSize?: number;
+  /**
+   * Samples to check every variant on (.npy / .npz for the model inputs; the first VERIFY_SAMPLES are used), for
+   * models whose inputs a synthetic sample cannot stand for (token ids, sample rates, states). Default: one
+   * synthetic sample (floats in [0, 1), integers 0). With several model files, each file's inputs must be in it.
+   */
+  data?: string;
   threads?: number;
   onProgress?: (event: ProgressEvent) => void;
 }
@@ -94,12 +101,16 @@ export function presetInputs(input: string): { files: string[]; skipped: { file:
 
 /** Builds one dtype variant from the float32 model; returns the model and how many nodes were rewritten. */
 export function buildVariant(model: Model, dtype: TransformersJsDtype): { model: Model; quantizedNodes: number } {
-  const fp16 = (m: Model): Model => convertFloat16(m, { type: 'float16', keepIoTypes: true, defer: true }).model;
+  const fp16 = (m: Model): { model: Model; converted: number } => {
+    const r = convertFloat16(m, { type: 'float16', keepIoTypes: true, defer: true });
+    return { model: r.model, converted: r.report.converted };
+  };
   const q = (m: Model, bits: 2 | 4, half: boolean): { model: Model; quantizedNodes: number } => {
     const e = quantizeEmbeddings(m, { bits: 4, blockSize: BLOCK, symmetric: false });
     // Deferred: each weight is quantized when the variant is saved (the float16 pass would read them at once anyway).
     const w = quantizeWeightOnly(e.model, { bits, blockSize: BLOCK, algorithm: 'rtn', accuracyLevel: WEIGHT_ONLY_ACCURACY_LEVEL, defer: !half });
-    return { model: half ? fp16(w.model) : w.model, quantizedNodes: e.report.quantized.length + w.report.quantized.length };
+    const h = half ? fp16(w.model) : { model: w.model, converted: 0 };
+    return { model: h.model, quantizedNodes: e.report.quantized.length + w.report.quantized.length + h.converted };
   };
   switch (dtype) {
     case 'fp16': {
@@ -187,8 +198,10 @@ export async function quantizeTransformersJs(o: PresetOptions): Promise<PresetRe
     const loaded = await loadModel(file, { externalData: 'stream' });
     const model = new Model(loaded.model);
     const sourceBytes = statSync(file).size + loaded.externalSources.reduce((s, e) => s + e.length, 0);
-    const feeds = syntheticFeeds(model);
-    const ref = feeds ? await runNode(file, feeds, o.threads).catch(() => undefined) : undefined;
+    const feeds = o.data !== undefined ? firstSamples(o.data, model) : syntheticFeeds(model);
+    // The float32 model on the same synthetic sample: the reference, and the proof that the sample is a valid input.
+    let refError: string | undefined;
+    const ref = feeds ? await runNode(file, feeds, o.threads).catch((e: unknown) => void (refError = message(e))) : undefined;
     for (const dtype of dtypes) {
       const out = join(o.outputDir ?? dirname(file), `${basename(file, '.onnx')}${DTYPE_SUFFIX[dtype]}.onnx`);
       let built: ReturnType<typeof buildVariant>;
@@ -204,9 +217,11 @@ export async function quantizeTransformersJs(o: PresetOptions): Promise<PresetRe
         o.onProgress?.({ stage: 'preset', done: variants.length, total });
         continue;
       }
-      const noInputs = 'skipped: the model inputs cannot be synthesised';
+      const noInputs = refError
+        ? `skipped: the float32 model itself fails on ${o.data !== undefined ? `the samples of ${o.data}` : 'a synthetic sample (floats in [0, 1), integers 0); pass samples with --calib DATA'}, so it cannot judge the variant: ${refError}`
+        : 'skipped: the model inputs cannot be synthesised';
       const v: PresetVariant = { source: file, dtype, output: out, bytes: saved.bytes + (saved.dataBytes ?? 0), sourceBytes, quantizedNodes: built.quantizedNodes, node: noInputs, web: o.web === false ? 'skipped' : noInputs };
-      if (feeds) {
+      if (feeds && !refError) {
         v.node = 'ok';
         try {
           const got = await runNode(out, feeds, o.threads);
@@ -233,6 +248,16 @@ export async function quantizeTransformersJs(o: PresetOptions): Promise<PresetRe
     }
   }
   return { variants, skipped };
+}
+
+/** Samples of `data` the variants are checked on. */
+const VERIFY_SAMPLES = 4;
+
+/** The first samples of a data file, bound to the model's inputs. @throws LowbitError as openModelData (missing file, mismatched inputs) */
+function firstSamples(data: string, model: Model): Record<string, NdArray> {
+  const src = openModelData(data, modelInputs(model));
+  for (const b of src.batches(Math.min(VERIFY_SAMPLES, src.count))) return b;
+  throw new LowbitError('BAD_DATA', `${data} has no samples`, 'pass a file with at least one sample for the model inputs');
 }
 
 /** One synthetic sample per model input (floats uniform in [0, 1), integers 0: token 0, mask 0), or undefined when inputs cannot be made. */

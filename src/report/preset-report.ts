@@ -29,6 +29,7 @@ export function renderPresetReport(r: PresetResult): string {
   }
   const dtypes = [...new Set(r.variants.map((v) => v.dtype))];
   out.push('', ...dtypes.map((d) => `${d}: ${DTYPE_DESCRIPTION[d]}`));
+  const notRun = new Map<string, string[]>();
   for (const v of r.variants) {
     if (v.error) {
       out.push(`!!! ${fileName(v.output)} was not written: ${v.error}`);
@@ -38,9 +39,12 @@ export function renderPresetReport(r: PresetResult): string {
     if (v.node !== 'ok' && !skipped(v.node)) out.push(`!!! ${fileName(v.output)} does not run in onnxruntime-node: ${v.node}`);
     if (v.web !== 'ok' && !skipped(v.web)) out.push(`!!! ${fileName(v.output)} does not run in onnxruntime-web: ${v.web}`);
     for (const [where, st] of [['onnxruntime-node', v.node], ['onnxruntime-web', v.web]] as const) {
-      if (st.startsWith('skipped: ')) out.push(`${fileName(v.output)}: not run in ${where}, ${st.slice('skipped: '.length)}`);
+      if (!st.startsWith('skipped: ')) continue;
+      const why = st.slice('skipped: '.length);
+      notRun.set(why, [...(notRun.get(why) ?? []), `${fileName(v.output)} (${where})`]);
     }
   }
+  for (const [why, which] of notRun) out.push(`not run: ${which.join(', ')}: ${why}`);
   const byReason = new Map<string, string[]>();
   for (const s of r.skipped) byReason.set(s.reason, [...(byReason.get(s.reason) ?? []), fileName(s.file)]);
   for (const [reason, files] of byReason) out.push(`skipped ${files.length} file${files.length > 1 ? 's' : ''} (${reason}): ${files.join(', ')}`);

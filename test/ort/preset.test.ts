@@ -3,7 +3,9 @@
 // and as close to float32 as its dtype should make it.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { writeNpy } from '../../src/data/npy.js';
+import { realModelPath } from '../../src/data/realistic.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadModel, saveModel } from '../../src/io/model-file.js';
@@ -76,6 +78,29 @@ test('lowbit quantize DIR --preset transformers.js: chosen dtypes into -o, the t
     assertFails(await lowbit(['quantize', join(dir, 'in'), '--preset', 'transformers.js', '--bits', '4']), 2, /bits does not apply with --preset/);
     assertFails(await lowbit(['quantize', join(dir, 'in'), '--preset', 'transformers.js', '--dtypes', 'q3']), 2, /unknown transformers.js dtype 'q3'/);
     assertFails(await lowbit(['quantize', join(dir, 'in', 'decoder_model.onnx'), '--dtypes', 'q4', '-o', join(dir, 'x.onnx')]), 2, /apply to --preset only/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('preset --calib: variants checked on given samples; a model the synthetic sample cannot run says so', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'lowbit-preset-data-'));
+  try {
+    mkdirSync(join(dir, 'tfm'));
+    const m = buildTransformer({ layers: 1, dModel: 64, heads: 2, ffn: 128, vocab: 256, seq: 8, seed: 9 });
+    await saveModel(m.toProto(), join(dir, 'tfm', 'model.onnx'));
+    const ids = BigInt64Array.from({ length: 4 * 8 }, (_, i) => BigInt((i * 37) % 256));
+    writeNpy(join(dir, 'tokens.npy'), { dtype: 'int64', shape: [4, 8], data: ids });
+    const withData = await quantizeTransformersJs({ input: join(dir, 'tfm'), dtypes: ['q4'], web: false, data: join(dir, 'tokens.npy') });
+    const synthetic = await quantizeTransformersJs({ input: join(dir, 'tfm'), dtypes: ['q4'], web: false });
+    assert.equal(withData.variants[0]!.node, 'ok');
+    assert.ok(withData.variants[0]!.sqnrDb !== undefined && withData.variants[0]!.sqnrDb !== synthetic.variants[0]!.sqnrDb, 'measured on the given tokens, not token 0');
+    // silero VAD: its sample-rate input must be 8000 or 16000; 0 (synthetic) makes the float model itself fail.
+    mkdirSync(join(dir, 'vad'));
+    copyFileSync(realModelPath('vadLegacy'), join(dir, 'vad', 'model.onnx'));
+    const r = await lowbit(['quantize', join(dir, 'vad'), '--preset', 'transformers.js', '--dtypes', 'fp16', '--no-web-check']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /not run: model_fp16\.onnx \(onnxruntime-node\): the float32 model itself fails on a synthetic sample .*pass samples with --calib DATA/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

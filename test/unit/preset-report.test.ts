@@ -23,7 +23,7 @@ test('preset report: rows, legend, a variant that converted nothing, a web failu
   assert.match(text, /!!! model_bnb4\.onnx: no node was converted \(bnb4 rewrites MatMul with a constant weight; the model has none\)/);
   assert.match(text, /!!! model_bnb4\.onnx does not run in onnxruntime-web: no kernel for MatMulBnb4/);
   assert.match(text, /model_fp16\.onnx\s*│ fp16 .*│ ✓\s*│ -\s*│/);
-  assert.match(text, /model_fp16\.onnx: not run in onnxruntime-web, over 1 GiB/);
+  assert.match(text, /not run: model_fp16\.onnx \(onnxruntime-web\): over 1 GiB/);
   assert.doesNotMatch(text, /model_fp16\.onnx does not run/);
   assert.match(text, /model_q4f16\.onnx\s*│ q4f16 │ not written │/);
   assert.match(text, /!!! model_q4f16\.onnx was not written: a pass refused the model \(do this\)/);

@@ -148,7 +148,7 @@ export function registerQuantize(program: Command): void {
     .option('--dtypes <a,b>', `with --preset: the variants to write (default: all of ${TRANSFORMERS_JS_DTYPES.join(', ')})`, nameList)
     .addOption(new Option('--no-web-check', 'with --preset: do not run the variants in onnxruntime-web'))
     .addOption(choiceOption('--mode <mode>', "'dynamic' (weights only, activations at run time), 'static' (calibrated activations, QDQ), 'fp16' (float16 weights and compute, no calibration), 'bf16' (bfloat16 weights, float32 compute) or 'weight-only' (MatMul/Gemm weights in 8/4/2-bit blocks, activations float); default: static with --calib, else dynamic", QUANT_MODES))
-    .option('--calib <DATA>', 'samples for the model inputs (.npy, .npz keyed by input name, or a folder of images: see below): calibration for static mode, verification for both')
+    .option('--calib <DATA>', 'samples for the model inputs (.npy, .npz keyed by input name, or a folder of images: see below): calibration for static mode, verification for both; with --preset: the samples every variant is checked on (the first 4)')
     .option('--labels <LABELS.npy>', 'class labels of the --calib samples: adds float vs int8 top-1 accuracy to the report')
     .addOption(choiceOption('--method <method>', 'static mode: how activation ranges are chosen: minmax (extremes), percentile, entropy (KL) or mse (default: minmax)', CALIB_METHODS))
     .addOption(new Option('--moving-average', 'minmax: mean of per-sample min/max instead of the extremes (ORT moving_average)'))
@@ -220,7 +220,7 @@ export function registerQuantize(program: Command): void {
 
 /** `--preset transformers.js`: the dtype suite for a model folder; the per-model quantize flags do not apply. */
 async function runPreset(input: string, flags: QuantizeFlags): Promise<void> {
-  const given = Object.keys(toQuantizeOptions(input, flags)).filter((k) => !['input', 'output', 'threads', 'shardSize'].includes(k));
+  const given = Object.keys(toQuantizeOptions(input, flags)).filter((k) => !['input', 'output', 'threads', 'shardSize', 'calib'].includes(k));
   if (given.length) {
     throw new LowbitError('BAD_OPTION', `${given.join(', ')} ${given.length > 1 ? 'do' : 'does'} not apply with --preset`, 'the preset fixes each variant\'s settings (see --help); quantize one variant with --mode instead to choose them');
   }
@@ -239,6 +239,7 @@ async function runPreset(input: string, flags: QuantizeFlags): Promise<void> {
       ...(dtypes ? { dtypes } : {}),
       web: flags.webCheck !== false,
       ...(flags.shardSize !== undefined ? { shardSize: flags.shardSize } : {}),
+      ...(flags.calib !== undefined ? { data: flags.calib } : {}),
       ...(flags.threads !== undefined ? { threads: flags.threads } : {}),
       onProgress: progress.onProgress,
     });
