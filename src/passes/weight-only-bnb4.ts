@@ -4,7 +4,7 @@
 // dequantizes the whole weight before an sgemm on every run (its own TODO: "implement with native kernel").
 
 import { LowbitError } from '../errors.js';
-import { makeAttribute } from '../onnx/attributes.js';
+import { attrFloat, attrInt, makeAttribute } from '../onnx/attributes.js';
 import { inferElemTypes } from '../onnx/infer.js';
 import { Model, makeNode, makeValueInfo } from '../onnx/ir.js';
 import { DataType, type NodeProto } from '../onnx/proto.js';
@@ -35,7 +35,7 @@ function label(node: NodeProto, index: number): string {
 }
 
 /**
- * Rewrites each MatMul of the main graph whose weight (input B) is a float32 rank-2 initializer or Constant into
+ * Rewrites each MatMul (and Gemm: transB and alpha folded into the weight, C times beta added after) of the main graph whose weight (input B) is a float32 rank-2 initializer or Constant into
  * com.microsoft MatMulBnb4(A, B_quant, absmax) with attributes K, N, block_size, quant_type (B_quant: uint8
  * [ceil(K*N/2)], absmax: float32 [ceil(K*N/blockSize)]; see quant/nf4.ts). A weight shared by several MatMuls
  * is quantized once; float weights nothing reads any more are removed. Skipped with a reason: a weight that is
@@ -57,11 +57,12 @@ export function quantizeMatMulBnb4(model: Model, opts: QuantizeBnb4Options): { m
   const types = inferElemTypes(g);
   const report: QuantizeBnb4Report = { quantized: [], skipped: [] };
   const done = new Map<string, { q: Bnb4Quantized; packed: string; absmax: string }>();
-  const replaced: [NodeProto, NodeProto][] = [];
+  const replaced: [NodeProto, NodeProto[]][] = [];
 
   g.nodes.forEach((node, index) => {
-    if (node.opType !== 'MatMul' || (node.domain ?? '') !== '') return;
-    const entry = { node: label(node, index), opType: 'MatMul' };
+    const gemm = node.opType === 'Gemm';
+    if ((node.opType !== 'MatMul' && !gemm) || (node.domain ?? '') !== '') return;
+    const entry = { node: label(node, index), opType: gemm ? 'Gemm' : 'MatMul' };
     const skip = (reason: string): void => void report.skipped.push({ ...entry, reason });
     if (node.name && exclude.has(node.name)) return skip('excluded by node name');
     const [a, b] = [node.input[0] ?? '', node.input[1] ?? ''];
@@ -71,17 +72,34 @@ export function quantizeMatMulBnb4(model: Model, opts: QuantizeBnb4Options): { m
     const dims = dimsOf(t);
     if (dims.length !== 2) return skip(`weight '${b}' has rank ${dims.length}, not 2`);
     if (types.get(a) !== DataType.FLOAT) return skip(`input '${a}' is not float32 (or its type is unknown)`);
-    const [K, N] = dims as [number, number];
-    let q = done.get(b);
+    if (gemm && attrInt(node, 'transA', 0) !== 0) return skip('Gemm with transA: the activation would need a transpose');
+    const transB = gemm && attrInt(node, 'transB', 0) !== 0;
+    const alpha = gemm ? attrFloat(node, 'alpha', 1) : 1;
+    const [K, N] = (transB ? [dims[1], dims[0]] : dims) as [number, number];
+    // Gemm: C (times beta) is added after the product; it must be a constant the Add can read.
+    const c = gemm ? node.input[2] : undefined;
+    const beta = gemm ? attrFloat(node, 'beta', 1) : 1;
+    if (c && !g.constant(c)) return skip(`Gemm bias '${c}' is not a constant`);
+    const key = `${b}|${transB ? 't' : ''}|${alpha}`;
+    let q = done.get(key);
     if (!q) {
-      const bq = quantizeBnb4(tensorStorage(t) as Float32Array, K, N, { quantType: opts.quantType, blockSize: opts.blockSize });
+      // Gemm's B [N, K] (transB) or times alpha: quantize the [K, N] weight the product actually uses.
+      let w = tensorStorage(t) as Float32Array;
+      if (transB || alpha !== 1) {
+        const src = w;
+        w = new Float32Array(K * N);
+        for (let k = 0; k < K; k++) for (let n = 0; n < N; n++) w[k * N + n] = alpha * src[transB ? n * K + k : k * N + n]!;
+      }
+      const bq = quantizeBnb4(w, K, N, { quantType: opts.quantType, blockSize: opts.blockSize });
       const packed = g.freshName(`${b}_Bnb4`);
       const absmax = g.freshName(`${b}_absmax`);
       g.setInitializer(makeTensor(packed, DataType.UINT8, [bq.packed.length], bq.packed));
       g.setInitializer(makeTensor(absmax, DataType.FLOAT, [bq.absmax.length], bq.absmax));
-      done.set(b, (q = { q: bq, packed, absmax }));
+      done.set(key, (q = { q: bq, packed, absmax }));
     }
-    const nn = makeNode('MatMulBnb4', [a, q.packed, q.absmax], [node.output[0]!], {
+    const y = node.output[0]!;
+    const product = c ? g.freshName(`${y}_product`) : y;
+    const nn = makeNode('MatMulBnb4', [a, q.packed, q.absmax], [product], {
       name: g.freshName(`${node.name || 'MatMul'}_Bnb4`),
       domain: MS_DOMAIN,
       attribute: [
@@ -91,12 +109,23 @@ export function quantizeMatMulBnb4(model: Model, opts: QuantizeBnb4Options): { m
         makeAttribute('quant_type', BNB4_QUANT_TYPE_ATTR[opts.quantType]),
       ],
     });
-    replaced.push([node, nn]);
-    report.quantized.push({ ...entry, form: `MatMulBnb4 (${opts.quantType.toUpperCase()}, block ${opts.blockSize})` });
+    const nodes = [nn];
+    if (c) {
+      let bias = c;
+      if (beta !== 1) {
+        bias = g.freshName(`${c}_beta`);
+        const cv = g.constant(c)!;
+        g.setInitializer(makeTensor(bias, DataType.FLOAT, dimsOf(cv), Float32Array.from(tensorStorage(cv) as Float32Array, (v) => v * beta)));
+      }
+      nodes.push(makeNode('Add', [product, bias], [y], { name: g.freshName(`${node.name || 'Gemm'}_bias`) }));
+    }
+    replaced.push([node, nodes]);
+    report.quantized.push({ ...entry, form: `MatMulBnb4 (${opts.quantType.toUpperCase()}, block ${opts.blockSize})${c ? ' + Add' : ''}` });
   });
 
-  for (const [old, nn] of replaced) g.replaceNode(old, [nn]);
-  for (const b of done.keys()) removeIfUnused(g, b);
+  for (const [old, nodes] of replaced) g.replaceNode(old, nodes);
+  for (const key of done.keys()) removeIfUnused(g, key.split('|')[0]!);
+  for (const [old] of replaced) if (old.opType === 'Gemm' && old.input[2]) removeIfUnused(g, old.input[2]);
   if (replaced.length && out.opset(MS_DOMAIN) === undefined) out.setOpset(MS_DOMAIN, 1);
   if ((out.rest.irVersion ?? 4n) < 4n) {
     const listed = new Set(g.inputs.map((v) => v.name));

@@ -45,7 +45,7 @@ export const DTYPE_HANDLES: Readonly<Record<TransformersJsDtype, string>> = {
   uint8: 'MatMul / Gemm / Conv / LSTM with constant weights',
   q4: 'MatMul / Gemm with constant weights, Gather on a constant table',
   q4f16: 'MatMul / Gemm with constant weights, Gather on a constant table, float32 tensors',
-  bnb4: 'MatMul with a constant weight',
+  bnb4: 'MatMul / Gemm with a constant weight',
   q2: 'MatMul / Gemm with constant weights, Gather on a constant table',
   q2f16: 'MatMul / Gemm with constant weights, Gather on a constant table, float32 tensors',
 };

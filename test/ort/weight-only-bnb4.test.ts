@@ -4,6 +4,7 @@
 
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { floatAttr } from '../../src/onnx/attributes.js';
 import { ModelBuilder } from '../../src/onnx/builder.js';
 import { encodeModel } from '../../src/onnx/encode.js';
 import type { Model } from '../../src/onnx/ir.js';
@@ -71,4 +72,37 @@ describe('quantizeMatMulBnb4 in ONNX Runtime', () => {
       });
     }
   }
+});
+
+describe('quantizeMatMulBnb4 on Gemm', () => {
+  it('transB, alpha and beta·C folded: equals Gemm on the dequantized weight', async () => {
+    const [K, N] = [64, 24];
+    const wt = randn(N * K, 5, 1 / Math.sqrt(K)); // B as Gemm stores it with transB: [N, K]
+    const c = randn(N, 6, 0.5);
+    const b = new ModelBuilder({ opset: 17 });
+    const x = b.input('x', DataType.FLOAT, ['M', K]);
+    const y = b.op('Gemm', [x, b.initializer('B', wt, [N, K]), b.initializer('C', c, [N])], { transB: 1, alpha: 0.5, beta: floatAttr(2) }, { name: 'fc' });
+    b.output(y, DataType.FLOAT, ['M', N]);
+    const fm = b.build();
+    const { model: qm, report } = quantizeMatMulBnb4(fm, { quantType: 'nf4', blockSize: 64 });
+    assert.deepEqual(report.quantized.map((q) => [q.node, q.opType, q.form]), [['fc', 'Gemm', 'MatMulBnb4 (NF4, block 64) + Add']]);
+    assert.deepEqual(qm.graph.nodes.map((n) => n.opType), ['MatMulBnb4', 'Add']);
+    assert.ok(!qm.graph.initializers.has('B') && !qm.graph.initializers.has('C'), 'float B and C removed');
+    // Reference: the [K, N] weight the product uses (alpha·B^T), quantized and dequantized, through a float MatMul + 2·C.
+    const w = new Float32Array(K * N);
+    for (let k = 0; k < K; k++) for (let n = 0; n < N; n++) w[k * N + n] = 0.5 * wt[n * K + k]!;
+    const d = dequantizeBnb4(quantizeBnb4(w, K, N, { quantType: 'nf4', blockSize: 64 }));
+    const r = new ModelBuilder({ opset: 17 });
+    const rx = r.input('x', DataType.FLOAT, ['M', K]);
+    r.output(r.op('Add', [r.op('MatMul', [rx, r.initializer('W', d, [K, N])]), r.initializer('C2', Float32Array.from(c, (v) => 2 * v), [N])]), DataType.FLOAT, ['M', N]);
+    const xs = randn(3 * K, 7);
+    const [ref, got] = [await run(r.build(), xs, K), await run(qm, xs, K)];
+    let maxErr = 0;
+    let maxRef = 0;
+    for (let i = 0; i < ref.length; i++) {
+      maxErr = Math.max(maxErr, Math.abs(ref[i]! - got[i]!));
+      maxRef = Math.max(maxRef, Math.abs(ref[i]!));
+    }
+    assert.ok(maxErr / maxRef < 1e-4, `relative error vs dequantized ${maxErr / maxRef}`);
+  });
 });
