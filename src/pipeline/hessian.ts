@@ -224,7 +224,7 @@ export function hessianTargets(model: Model, opts: { excludeNodes?: readonly str
  * a Gemm with transB), the Hessians of every node reading it as B (from {@link collectHessians} on the same
  * model), averaged by their rows (a weight shared by two nodes sees both inputs), then {@link gptqQuantize}.
  * `onWeight` receives each result (damping used, retries, dead inputs, proxy loss) for the report.
- * @throws LowbitError('INTERNAL') (from the hook) for a weight none of whose nodes has a Hessian of size K;
+ * @throws LowbitError('INTERNAL') (from the hook) for a weight none of whose nodes has a Hessian of size K (unless `fallback`);
  *   errors of gptqQuantize.
  */
 export function gptqHook(
@@ -232,9 +232,12 @@ export function gptqHook(
   hessians: ReadonlyMap<string, NodeHessian>,
   opts: GptqOptions,
   onWeight?: (name: string, result: GptqQuantized) => void,
+  /** Quantizes a weight no Hessian was collected for (e.g. one read only inside an If/Loop/Scan body); default: throw. */
+  fallback?: (name: string, w: Float32Array, K: number, N: number) => BlockQuantized,
 ): (name: string, w: Float32Array, K: number, N: number) => BlockQuantized {
   return (name, w, K, N) => {
     const found = model.graph.consumers(name).filter((n) => n.input[1] === name).map((n) => hessians.get(nodeKey(n))).filter((h): h is NodeHessian => h !== undefined && h.H.length === K * K);
+    if (found.length === 0 && fallback) return fallback(name, w, K, N);
     if (found.length === 0) {
       throw new LowbitError('INTERNAL', `GPTQ: no Hessian of size ${K} was collected for weight '${name}'`, 'collect Hessians (collectHessians) on the same model the weight-only pass rewrites');
     }

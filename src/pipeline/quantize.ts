@@ -15,7 +15,7 @@ import { DataType } from '../onnx/proto.js';
 import { DEFAULT_BLOCK, convertFloat16, type Float16Report } from '../passes/float16.js';
 import { quantizeDynamic } from '../passes/quantize-dynamic.js';
 import { quantizeWeightOnly } from '../passes/weight-only.js';
-import type { BlockQuantized } from '../quant/blockwise.js';
+import { quantizeBlockwiseRtn, type BlockQuantized } from '../quant/blockwise.js';
 import { collectHessians, gptqHook, hessianTargets } from './hessian.js';
 import { compareLatency, type LatencyComparison } from './bench.js';
 import { applyQuantizeConfig, configOf, defaultConfigPath, writeQuantizeConfig } from './config.js';
@@ -273,6 +273,8 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
   let rebuild: (excludeNodes: string[]) => Promise<{ model: Model; nodes: NodeDecision[] }>;
   let prepare: ((sets: string[][]) => Promise<unknown>) | undefined;
   let f16: Float16Report | undefined;
+  /** Notes of the weight-only pass that are known only once the model is saved (deferred weights are quantized then). */
+  let weightOnlyNotes: () => string[] = () => [];
   if (o.mode === 'fp16' || o.mode === 'bf16') {
     ({ model: quantized, report: f16 } = convertFloat16(model, { ...float16Options(o), defer: true })); // converted as saved; the report is complete after saveModel
     nodes = float16Decisions(model, f16);
@@ -280,10 +282,17 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
   } else if (o.mode === 'weight-only') {
     // GPTQ: one Hessian per weight input from the calibration samples, gathered once (the gate's rebuilds reuse them).
     let hook: ((name: string, w: Float32Array, K: number, N: number) => BlockQuantized) | undefined;
+    const gptqFallback = new Set<string>();
+    weightOnlyNotes = () => (gptqFallback.size ? [`GPTQ: ${gptqFallback.size} weight${gptqFallback.size > 1 ? 's' : ''} read only inside If/Loop/Scan bodies quantized with RTN (activations are collected in the main graph): ${[...gptqFallback].slice(0, 8).join(', ')}${gptqFallback.size > 8 ? ', ...' : ''}`] : []);
     if (o.algorithm === 'gptq') {
       const targets = hessianTargets(model, { excludeNodes: o.excludeNodes, excludeOps: o.excludeOps });
       const hessians = await collectHessians(model, calibData!, targets, { ...(o.threads !== undefined ? { threads: o.threads } : {}), ...(o.onProgress ? { onProgress: (p) => o.onProgress!({ stage: 'calibrate', done: p.samples, total: calibData!.count }) } : {}) });
-      hook = gptqHook(model, hessians, { bits: o.bits, blockSize: o.blockSize, symmetric: o.symmetric, damp: o.damp, actOrder: o.actOrder });
+      // Weights read only inside If/Loop/Scan bodies have no Hessian (activations are tapped in the main graph): RTN, said in the notes.
+      const rtn = (name: string, w: Float32Array, K: number, N: number): BlockQuantized => {
+        gptqFallback.add(name);
+        return quantizeBlockwiseRtn(w, K, N, { bits: o.bits, blockSize: o.blockSize, symmetric: o.symmetric });
+      };
+      hook = gptqHook(model, hessians, { bits: o.bits, blockSize: o.blockSize, symmetric: o.symmetric, damp: o.damp, actOrder: o.actOrder }, undefined, rtn);
     }
     const weightOnly = (excludeNodes: string[]): { model: Model; nodes: NodeDecision[] } => {
       const r = quantizeWeightOnly(model, {
@@ -292,8 +301,7 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
         bits: o.bits,
         blockSize: o.blockSize,
         symmetric: o.symmetric,
-        // GPTQ's Hessians come from the main graph's taps: weights inside If/Loop/Scan bodies stay float with it.
-        ...(hook ? { quantizeWeight: hook, quantizeWeightName: o.actOrder ? 'gptq, act-order' : 'gptq', subgraphs: false } : { algorithm: o.algorithm as 'rtn' | 'hqq' }),
+        ...(hook ? { quantizeWeight: hook, quantizeWeightName: o.actOrder ? 'gptq, act-order' : 'gptq' } : { algorithm: o.algorithm as 'rtn' | 'hqq' }),
         // resolveQuantizeOptions refuses qoperator in this mode, and accuracyLevel with qdq
         ...(o.format === 'qdq' ? { format: 'qdq' as const } : { format: 'matmulnbits' as const, accuracyLevel: o.accuracyLevel }),
         excludeNodes,
@@ -392,6 +400,8 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
     warnings,
   };
   if (f16) result.notes = float16Notes(f16);
+  const woNotes = weightOnlyNotes();
+  if (woNotes.length) result.notes = [...(result.notes ?? []), ...woNotes];
   if (v.latency) {
     result.latency = {
       batch: v.latency.float.batch,

@@ -8,6 +8,10 @@ import { join } from 'node:path';
 import { saveModel } from '../../src/io/model-file.js';
 import { writeNpy } from '../../src/data/npy.js';
 import { buildTransformer } from '../../src/models/transformer.js';
+import { makeAttribute } from '../../src/onnx/attributes.js';
+import { ModelBuilder } from '../../src/onnx/builder.js';
+import { Model } from '../../src/onnx/ir.js';
+import { DataType, type GraphProto } from '../../src/onnx/proto.js';
 import { resolveQuantizeOptions } from '../../src/pipeline/options.js';
 import { quantize } from '../../src/pipeline/quantize.js';
 import { mulberry32 } from '../../src/rng.js';
@@ -87,6 +91,39 @@ test('lowbit quantize --shard-size: external data in files named <OUT>_data, <OU
     const files = readdirSync(dir).filter((f) => f.startsWith('half.onnx')).sort();
     assert.deepEqual(files, ['half.onnx', 'half.onnx_data', 'half.onnx_data_1']);
     assert.match(r.stdout, /output SQNR\s*│\s*[4-9]\d\.\d dB/, 'verified by loading the sharded model in ORT');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('weight-only gptq on a model with an If: main-graph weights by GPTQ, branch-only weights by RTN, said in the notes', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'lowbit-gptq-if-'));
+  try {
+    const rng = mulberry32(12);
+    const w = (name: string, k: number, n: number): string => b.initializer(name, Float32Array.from({ length: k * n }, () => rng.normal() * 0.1), [k, n]);
+    const b = new ModelBuilder({ opset: 17 });
+    const x = b.input('x', DataType.FLOAT, ['N', 64]);
+    const h = b.op('MatMul', [x, w('W0', 64, 64)], undefined, { name: 'main_mm' });
+    const cond = b.op('Greater', [b.op('ReduceSum', [x], { keepdims: 0 }), b.initializer('zero', Float32Array.of(0), [])]);
+    w('W1', 64, 32);
+    const branch = (act: string): GraphProto => {
+      const g = new ModelBuilder({ opset: 17 });
+      g.output(g.op(act, [g.op('MatMul', [h, 'W1'], undefined, { name: `${act}_mm` })]), DataType.FLOAT);
+      return g.build().graph.toProto();
+    };
+    const y = b.op('If', [cond], undefined, { name: 'branch' });
+    b.output(y, DataType.FLOAT);
+    const m = b.build();
+    m.graph.nodes.find((n) => n.opType === 'If')!.attribute = [makeAttribute('then_branch', branch('Relu')), makeAttribute('else_branch', branch('Sigmoid'))];
+    const model = join(dir, 'if.onnx');
+    await saveModel(new Model(m.toProto()).toProto(), model);
+    const calib = join(dir, 'x.npy');
+    writeNpy(calib, { dtype: 'float32', shape: [40, 64], data: Float32Array.from({ length: 40 * 64 }, () => rng.normal()) });
+    const r = await quantize({ input: model, output: join(dir, 'q.onnx'), mode: 'weight-only', bits: 4, algorithm: 'gptq', calib, threads: 1 });
+    const quantized = r.nodes.filter((n) => n.quantized).map((n) => n.node).sort();
+    assert.deepEqual(quantized, ['branch/else_branch/Sigmoid_mm', 'branch/then_branch/Relu_mm', 'main_mm']);
+    assert.ok(r.notes?.some((n) => /1 weight read only inside If\/Loop\/Scan bodies quantized with RTN .*: W1/.test(n)), r.notes?.join('\n'));
+    assert.ok(r.fidelity.sqnrDb! > 15, `SQNR ${r.fidelity.sqnrDb}`);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
