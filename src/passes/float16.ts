@@ -1,6 +1,6 @@
 // fp16 / bf16 conversion: float32 initializers, Constant values and activations become float16 (or
 // bfloat16), with Cast nodes at the graph edges (keepIoTypes) and around the nodes kept in float32, in the main
-// graph and in If/Loop/Scan bodies at every depth.
+// graph and in If/Loop/Scan bodies at every depth (the body interfaces: ./float16-subgraph.ts).
 // Pure. Bit-exact round-to-nearest-even conversion comes from src/quant/float16.ts.
 //
 // Which ops stay float32 by default (DEFAULT_BLOCK), measured on onnxruntime-node 1.30 CPU with a
@@ -25,13 +25,14 @@
 // bf16 (or fp16) behind one Cast each, which ORT folds when it loads the model: half the file, runs anywhere.
 
 import { LowbitError } from '../errors.js';
-import { attrInt, attrTensor, makeAttribute, removeAttribute, setAttribute } from '../onnx/attributes.js';
+import { attrTensor, makeAttribute, removeAttribute, setAttribute } from '../onnx/attributes.js';
 import { inferElemTypes } from '../onnx/infer.js';
 import { Graph, Model, makeNode } from '../onnx/ir.js';
 import { DataType, type NodeProto, type TensorProto } from '../onnx/proto.js';
 import { deferTensor, dimsOf, elementCount, makeTensor, tensorStorage } from '../onnx/tensor.js';
 import { bfloat16ToFloat32, float32BitsToBfloat16Bits, float32BitsToFloat16Bits } from '../quant/float16.js';
-import { CONTROL_FLOW_OPS, bodyGraphs, cloneModelDeep, hasBodies } from './qdq-subgraph.js';
+import { bodyOutTypes, bodyReadsHalf, checkSubgraphs, collectBlocks, convertBodies, retypeBodyIo, type Blocks, type BodyIo, type BodyTarget } from './float16-subgraph.js';
+import { bodyGraphs, cloneModelDeep, hasBodies } from './qdq-subgraph.js';
 import { nodePath } from './weight-only.js';
 
 /** The 16-bit float types the pass converts to. */
@@ -215,23 +216,6 @@ function retype(graph: Graph, name: string, elem: number): void {
   if (tt && tt.elemType === DataType.FLOAT) tt.elemType = elem;
 }
 
-const isControlFlow = (n: NodeProto): boolean => (!n.domain || n.domain === 'ai.onnx') && CONTROL_FLOW_OPS.has(n.opType ?? '');
-
-/** Refuses nodes holding subgraphs other than If/Loop/Scan bodies (SequenceMap, custom-domain ops), at every depth. */
-function checkSubgraphs(graph: Graph): void {
-  for (const n of graph.nodes) {
-    const subs = graph.subgraphs(n);
-    if (subs.length && !isControlFlow(n)) {
-      throw new LowbitError(
-        'UNSUPPORTED_MODEL',
-        `node '${n.name ?? ''}' (${n.opType}) holds a subgraph; fp16/bf16 conversion handles If/Loop/Scan bodies only`,
-        'convert a model without this op, or keep it float32 (dynamic or static int8 quantization handle subgraphs)',
-      );
-    }
-    for (const { graph: sub } of subs) checkSubgraphs(sub);
-  }
-}
-
 /** Weights-only form: each float32 initializer stored in the 16-bit type, read through a Cast to float32. */
 function convertWeightsOnly(graph: Graph, s: State): void {
   for (const [name, t] of [...graph.initializers]) {
@@ -262,35 +246,10 @@ interface Ctx {
   keepIo: boolean;
   blockOps: ReadonlySet<string>;
   blockNodes: ReadonlySet<string>;
-  /** Scan below opset 9 has a sequence_lens input first. */
-  scanOffset: number;
+  /** The target type and the Scan input offset, as the bodies' conversion needs them. */
+  target: BodyTarget;
   /** Per graph: its blocked nodes and why; `inherited` set when the graph is the body of a blocked node. */
-  blocks: Map<Graph, { prefix: string; blocked: Map<NodeProto, string>; inherited: boolean }>;
-}
-
-/** An If/Loop/Scan body's interface, set by its node: the type each formal input / output must end with. */
-interface BodyIo {
-  /** FLOAT16/BFLOAT16 or FLOAT per formal input; undefined: not a float value, left as it is. */
-  inWant: (number | undefined)[];
-  outWant: (number | undefined)[];
-  /** Whether an enclosing graph's value is 16-bit after conversion. */
-  outerHalf: (name: string) => boolean;
-  /** The body's node, for messages. */
-  owner: string;
-}
-
-/** Which nodes are kept float32, in `graph` and every body under it (a blocked If/Loop/Scan keeps its bodies whole). */
-function collectBlocks(graph: Graph, prefix: string, inherited: boolean, ctx: Pick<Ctx, 'blockOps' | 'blockNodes' | 'blocks'>): void {
-  const blocked = new Map<NodeProto, string>();
-  graph.nodes.forEach((n, i) => {
-    const why = inherited ? 'inside a blocked If/Loop/Scan' : blockReason(n, prefix ? nodePath({ prefix }, n, i) : undefined, ctx.blockOps, ctx.blockNodes);
-    if (why !== undefined) blocked.set(n, why);
-  });
-  ctx.blocks.set(graph, { prefix, blocked, inherited });
-  graph.nodes.forEach((n, i) => {
-    if (!isControlFlow(n)) return;
-    for (const { attribute, graph: sub } of graph.subgraphs(n)) collectBlocks(sub, `${nodePath({ prefix }, n, i)}/${attribute}/`, blocked.has(n), ctx);
-  });
+  blocks: Blocks;
 }
 
 function blockReason(n: NodeProto, path: string | undefined, blockOps: ReadonlySet<string>, blockNodes: ReadonlySet<string>): string | undefined {
@@ -303,23 +262,6 @@ function blockReason(n: NodeProto, path: string | undefined, blockOps: ReadonlyS
 
 const floatOnlySlot = (blocked: ReadonlyMap<NodeProto, string>, n: NodeProto, slot: number): boolean => blocked.has(n) || (FLOAT32_SLOTS[n.opType ?? ''] ?? []).includes(slot);
 
-/** Whether a node inside a body under `graph` (at any depth) reads the outer value `name` in a 16-bit slot. */
-function bodyReadsHalf(graph: Graph, name: string, ctx: Ctx): boolean {
-  for (const n of graph.nodes) {
-    if (!isControlFlow(n)) continue;
-    for (const { graph: sub } of graph.subgraphs(n)) {
-      if (sub.initializers.has(name) || sub.inputs.some((v) => v.name === name)) continue;
-      const { blocked } = ctx.blocks.get(sub)!;
-      if (sub.nodes.some((m) => m.input.some((v, k) => v === name && !floatOnlySlot(blocked, m, k)))) return true;
-      if (bodyReadsHalf(sub, name, ctx)) return true;
-    }
-  }
-  return false;
-}
-
-function unsupported(message: string): LowbitError {
-  return new LowbitError('UNSUPPORTED_MODEL', message, 'keep the model float32, or block the node (blockNodes / --exclude-nodes) so that its bodies stay float32');
-}
 
 /**
  * Converts one graph: the main graph (`io` undefined: inputs and outputs per keepIoTypes) or an If/Loop/Scan body
@@ -337,7 +279,7 @@ function convertGraph(graph: Graph, ctx: Ctx, types: Map<string, number>, io?: B
     });
   }
   const floatOnly = (n: NodeProto, slot: number): boolean => floatOnlySlot(blocked, n, slot);
-  const bodies = graph.nodes.some((n) => isControlFlow(n) && graph.subgraphs(n).length > 0);
+  const bodies = hasBodies(graph);
   const outerHalf = io?.outerHalf ?? ((): boolean => false);
 
   // 1. Which values become 16-bit (`half`): converted initializers, Constant outputs, float outputs of converted nodes,
@@ -347,7 +289,7 @@ function convertGraph(graph: Graph, ctx: Ctx, types: Map<string, number>, io?: B
     if (!isFloat32Tensor(t) || graph.inputs.some((v) => v.name === name)) continue;
     const readers = graph.consumers(name);
     const asOutput = io ? graph.outputs.some((o, k) => o.name === name && io.outWant[k] === s.elem) : graph.isGraphOutput(name);
-    const wanted = readers.some((n) => n.input.some((i, k) => i === name && !floatOnly(n, k))) || asOutput || (bodies && bodyReadsHalf(graph, name, ctx));
+    const wanted = readers.some((n) => n.input.some((i, k) => i === name && !floatOnly(n, k))) || asOutput || (bodies && bodyReadsHalf(graph, name, ctx.blocks, floatOnlySlot));
     if (!wanted) continue;
     graph.setInitializer(convertTensor(t, name, s, true));
     half.add(name);
@@ -382,10 +324,7 @@ function convertGraph(graph: Graph, ctx: Ctx, types: Map<string, number>, io?: B
     });
   } else if (!keepIo) for (const v of graph.inputs) if (v.name && graph.isGraphInput(v.name) && types.get(v.name) === F32) half.add(v.name);
   // The type each If/Loop/Scan output ends with, for its bodies (set before step 3 renames values).
-  const outTypes = new Map<NodeProto, (number | undefined)[]>();
-  if (bodies) {
-    for (const n of graph.nodes) if (isControlFlow(n)) outTypes.set(n, n.output.map((o) => (!o ? undefined : half.has(o) ? s.elem : types.get(o) === F32 ? F32 : undefined)));
-  }
+  const outTypes = bodies ? bodyOutTypes(graph, half, types, s.elem) : new Map<NodeProto, (number | undefined)[]>();
 
   // 2. Casts where a reader wants the other type: 16-bit values into float32 slots, float32 values into converted nodes.
   const newNodes: NodeProto[] = [];
@@ -416,27 +355,7 @@ function convertGraph(graph: Graph, ctx: Ctx, types: Map<string, number>, io?: B
   /** Values of this graph that are 16-bit once converted, as bodies under it see them. */
   const seenHalf = bodies ? new Set(half) : half;
   if (io) {
-    graph.outputs.forEach((o, k) => {
-      const name = o.name ?? '';
-      const want = io.outWant[k];
-      const cur = half.has(name) || outerHalf(name) ? s.elem : types.get(name);
-      if (want === undefined) {
-        if (cur === F32 || cur === s.elem) throw unsupported(`${io.owner}: body output ${k} ('${name}') is float32 but the node's output ${k} has an element type lowbit cannot infer`);
-        return;
-      }
-      if (cur !== want) {
-        if (cur !== F32 && cur !== s.elem) throw unsupported(`${io.owner}: body output ${k} ('${name}') must be float (the node's output ${k} is), but lowbit cannot infer its element type`);
-        const fresh = graph.freshName(`${name}_${want === F32 ? 'fp32' : s.type === 'float16' ? 'fp16' : 'bf16'}`);
-        newNodes.push(castNode(graph, name, fresh, want));
-        o.name = fresh;
-      }
-      const tt = o.type?.tensorType;
-      if (tt && (tt.elemType === F32 || tt.elemType === s.elem)) tt.elemType = want;
-    });
-    graph.inputs.forEach((v, k) => {
-      const tt = v.type?.tensorType;
-      if (io.inWant[k] === s.elem && tt && tt.elemType === F32) tt.elemType = s.elem;
-    });
+    retypeBodyIo(graph, io, half, types, ctx.target, (from, to, elem) => newNodes.push(castNode(graph, from, to, elem)));
   } else {
     for (const o of graph.outputs) {
       const name = o.name ?? '';
@@ -486,85 +405,9 @@ function convertGraph(graph: Graph, ctx: Ctx, types: Map<string, number>, io?: B
   // 4. The bodies, each with the interface its node now has.
   if (bodies) {
     const halfHere = (name: string): boolean => seenHalf.has(name) || outerHalf(name);
-    graph.nodes.forEach((n, i) => {
-      if (!isControlFlow(n)) return;
-      const owner = `${n.opType} '${io ? nodePath({ prefix: ctx.blocks.get(graph)!.prefix }, n, i) : (n.name ?? '')}'`;
-      for (const { attribute, graph: sub } of graph.subgraphs(n)) {
-        const seeded = new Map(types);
-        const bio = bodyInterface(n, sub, blocked.has(n), outTypes.get(n) ?? [], types, seeded, ctx, `${owner} (${attribute})`);
-        convertGraph(sub, ctx, inferElemTypes(sub, seeded), { ...bio, outerHalf: halfHere, owner: `${owner} (${attribute})` });
-      }
-    });
+    convertBodies(graph, ctx.blocks, outTypes, types, halfHere, io !== undefined, ctx.target, (sub, subTypes, bio) => convertGraph(sub, ctx, subTypes, bio));
   }
   graph.sortInPlace();
-}
-
-/**
- * The types an If/Loop/Scan body's formal inputs and outputs must have once converted: those of its node's inputs
- * (16-bit for a converted node, float32 for a blocked one) and outputs. Float formal inputs without a declared type
- * are typed into `seeded` (the body's outer types). Loop carried values and Scan states must keep one type through
- * the body.
- * @throws LowbitError UNSUPPORTED_MODEL when a float formal input or output's counterpart has an unknown type
- */
-function bodyInterface(
-  n: NodeProto,
-  sub: Graph,
-  nodeBlocked: boolean,
-  outTypes: (number | undefined)[],
-  types: Map<string, number>,
-  seeded: Map<string, number>,
-  ctx: Ctx,
-  owner: string,
-): Pick<BodyIo, 'inWant' | 'outWant'> {
-  const F32 = DataType.FLOAT;
-  const inner = nodeBlocked ? F32 : ctx.s.elem;
-  const op = n.opType;
-  const inWant: (number | undefined)[] = sub.inputs.map(() => undefined);
-  let outWant: (number | undefined)[] = sub.outputs.map(() => undefined);
-  if (op === 'If') return { inWant, outWant: sub.outputs.map((_, k) => outTypes[k]) };
-  // Formal input k of the body <- node input from[k]; outputs: body output k -> node output to[k].
-  let from: number[];
-  let to: number[];
-  /** Body output k carries the value of formal input carry[k] (Loop carried values, Scan states). */
-  let carry: (number | undefined)[];
-  if (op === 'Loop') {
-    from = sub.inputs.map((_, k) => (k < 2 ? -1 : k));
-    to = sub.outputs.map((_, k) => k - 1);
-    const carried = Math.max(0, n.input.length - 2);
-    carry = sub.outputs.map((_, k) => (k >= 1 && k <= carried ? k + 1 : undefined));
-  } else {
-    const off = ctx.scanOffset;
-    const states = n.input.length - off - (attrInt(n, 'num_scan_inputs') ?? 0);
-    from = sub.inputs.map((_, k) => k + off);
-    to = sub.outputs.map((_, k) => k);
-    carry = sub.outputs.map((_, k) => (k < states ? k : undefined));
-  }
-  sub.inputs.forEach((v, k) => {
-    if (from[k]! < 0) return;
-    const src = n.input[from[k]!];
-    const declared = v.type?.tensorType?.elemType;
-    const outer = src ? types.get(src) : undefined;
-    if (outer === F32) {
-      inWant[k] = inner;
-      if (!declared && v.name) seeded.set(v.name, F32);
-    } else if (declared === F32 && outer === undefined) {
-      throw unsupported(`${owner}: formal input ${k} ('${v.name ?? ''}') is float32 but the node's input '${src ?? ''}' has an element type lowbit cannot infer`);
-    }
-  });
-  outWant = sub.outputs.map((_, k) => {
-    const c = carry[k];
-    const t = to[k]! >= 0 ? outTypes[to[k]!] : undefined;
-    const named = to[k]! >= 0 && !!n.output[to[k]!];
-    if (c === undefined) return t;
-    const w = inWant[c];
-    if (named && t !== w) {
-      throw unsupported(
-        `${owner}: the value carried in formal input ${c} ('${sub.inputs[c]?.name ?? ''}') and out of body output ${k} ('${sub.outputs[k]?.name ?? ''}') would change type (${w === undefined ? 'not float' : w === F32 ? 'float32' : ctx.s.type} in, ${t === undefined ? 'not float / unknown' : t === F32 ? 'float32' : ctx.s.type} out)`,
-      );
-    }
-    return w;
-  });
-  return { inWant, outWant };
 }
 
 /**
@@ -637,10 +480,10 @@ export function convertFloat16(model: Model, options: Float16Options = {}): { mo
       keepIo: options.keepIoTypes ?? true,
       blockOps: new Set(options.blockOps ?? Object.keys(DEFAULT_BLOCK)),
       blockNodes: new Set(options.blockNodes ?? []),
-      scanOffset: (opset ?? 9) < 9 ? 1 : 0,
+      target: { elem: s.elem, type, scanOffset: (opset ?? 9) < 9 ? 1 : 0 },
       blocks: new Map(),
     };
-    collectBlocks(out.graph, '', false, ctx);
+    collectBlocks(out.graph, '', false, ctx.blocks, (n, path) => blockReason(n, path, ctx.blockOps, ctx.blockNodes));
     convertGraph(out.graph, ctx, inferElemTypes(out.graph));
   }
   return { model: out, report: s.report };
