@@ -14,6 +14,7 @@ import { sqnrDb } from '../../src/quant/metrics.js';
 import { dequantizeBnb4, quantizeBnb4, type Bnb4QuantType } from '../../src/quant/nf4.js';
 import { Session } from '../../src/runtime/session.js';
 import { quantizeMatMulBnb4 } from '../../src/passes/weight-only-bnb4.js';
+import { maxRelError } from '../helpers.js';
 
 function randn(n: number, seed: number, scale = 1): Float32Array {
   const rng = mulberry32(seed);
@@ -57,13 +58,8 @@ describe('quantizeMatMulBnb4 in ONNX Runtime', () => {
         const d2 = dequantizeBnb4(quantizeBnb4(w2, H, N, { quantType, blockSize }));
         const x = randn(4 * K, 3);
         const [ref, got, flt] = [await run(mlp(d1, d2, K, H, N), x, K), await run(qm, x, K), await run(fm, x, K)];
-        let maxErr = 0;
-        let maxRef = 0;
-        for (let i = 0; i < ref.length; i++) {
-          maxErr = Math.max(maxErr, Math.abs(ref[i]! - got[i]!));
-          maxRef = Math.max(maxRef, Math.abs(ref[i]!));
-        }
-        assert.ok(maxErr / maxRef < 1e-4, `relative error vs dequantized ${maxErr / maxRef}`);
+        const rel = maxRelError(got, ref);
+        assert.ok(rel < 1e-4, `relative error vs dequantized ${rel}`);
         const sqnr = sqnrDb(flt, got);
         console.log(`${quantType} ${K}x${H}x${N} block ${blockSize}: SQNR vs float ${sqnr.toFixed(1)} dB`);
         // Measured on these seeds: NF4 16.3-17.5 dB, FP4 13.4-15.4 dB (NF4 above FP4 at every shape).
@@ -97,12 +93,7 @@ describe('quantizeMatMulBnb4 on Gemm', () => {
     r.output(r.op('Add', [r.op('MatMul', [rx, r.initializer('W', d, [K, N])]), r.initializer('C2', Float32Array.from(c, (v) => 2 * v), [N])]), DataType.FLOAT, ['M', N]);
     const xs = randn(3 * K, 7);
     const [ref, got] = [await run(r.build(), xs, K), await run(qm, xs, K)];
-    let maxErr = 0;
-    let maxRef = 0;
-    for (let i = 0; i < ref.length; i++) {
-      maxErr = Math.max(maxErr, Math.abs(ref[i]! - got[i]!));
-      maxRef = Math.max(maxRef, Math.abs(ref[i]!));
-    }
-    assert.ok(maxErr / maxRef < 1e-4, `relative error vs dequantized ${maxErr / maxRef}`);
+    const rel = maxRelError(got, ref);
+    assert.ok(rel < 1e-4, `relative error vs dequantized ${rel}`);
   });
 });
