@@ -20,7 +20,7 @@ test('preset report: rows, legend, a variant that converted nothing, a web failu
   });
   assert.match(text, /model_q4\.onnx\s*│ q4\s*│\s*600 kB\s*│\s*6\.67x\s*│\s*21\.5 dB/);
   assert.match(text, /^q4: MatMulNBits 4-bit/m);
-  assert.match(text, /!!! model_bnb4\.onnx: no node was converted \(bnb4 rewrites MatMul with a constant weight; the model has none\)/);
+  assert.match(text, /!!! model_bnb4\.onnx: no node was converted \(bnb4 rewrites MatMul \/ Gemm with a constant weight; the model has none\)/);
   assert.match(text, /!!! model_bnb4\.onnx does not run in onnxruntime-web: no kernel for MatMulBnb4/);
   assert.match(text, /model_fp16\.onnx\s*│ fp16 .*│ ✓\s*│ -\s*│/);
   assert.match(text, /not run: model_fp16\.onnx \(onnxruntime-web\): over 1 GiB/);
