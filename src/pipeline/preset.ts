@@ -4,6 +4,7 @@
 // onnxruntime-web's WebAssembly backend, with its output error against the float32 model on the same inputs.
 
 import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { freemem } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { LowbitError } from '../errors.js';
 import { loadModel, saveModel } from '../io/model-file.js';
@@ -176,7 +177,8 @@ const WEB_CHECK_MAX_BYTES = 1024 ** 3;
 
 /**
  * Writes the transformers.js dtype variants of every float32 ONNX file in `input` and checks each one.
- * Each source is read once; the variants are built from that copy and saved one after the other.
+ * Each source is read once (its external data streamed instead when it is over a quarter of free memory); the variants
+ * are built from that copy and saved one after the other.
  * @throws LowbitError FILE_NOT_FOUND for a missing input or a folder without models; BAD_OPTION for an unknown dtype;
  *   errors of the passes for models they cannot read. A variant that does not run is reported, not thrown.
  */
@@ -194,8 +196,11 @@ export async function quantizeTransformersJs(o: PresetOptions): Promise<PresetRe
   const variants: PresetVariant[] = [];
   const total = files.length * dtypes.length;
   for (const file of files) {
-    // Weights are read from disk as each variant's passes need them (external data is streamed, never all held).
-    const loaded = await loadModel(file, { externalData: 'stream' });
+    // One pass over the weights: a model whose external data fits comfortably in free memory is read once and every
+    // variant is built from that copy; a bigger one is streamed (each variant reads the weights it needs from disk).
+    const probe = await loadModel(file, { externalData: 'lazy' });
+    const externalBytes = probe.externalSources.reduce((n, e) => n + e.length, 0);
+    const loaded = externalBytes > 0 && externalBytes > freemem() / 4 ? await loadModel(file, { externalData: 'stream' }) : externalBytes > 0 ? await loadModel(file) : probe;
     const model = new Model(loaded.model);
     const sourceBytes = statSync(file).size + loaded.externalSources.reduce((s, e) => s + e.length, 0);
     const feeds = o.data !== undefined ? firstSamples(o.data, model) : syntheticFeeds(model);

@@ -105,3 +105,21 @@ test('preset --calib: variants checked on given samples; a model the synthetic s
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('preset on a model with external data: its weights are read, the variants run', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'lowbit-preset-ext-'));
+  try {
+    const m = buildTransformer({ layers: 1, dModel: 64, heads: 2, ffn: 256, vocab: 512, seq: 8, seed: 4 });
+    await saveModel(m.toProto(), join(dir, 'model.onnx'), { forceExternal: true, externalDataThreshold: 1024 });
+    assert.ok(readdirSync(dir).includes('model.onnx.data'), 'the source keeps its weights in a side file');
+    const r = await quantizeTransformersJs({ input: join(dir, 'model.onnx'), dtypes: ['fp16', 'q4'], web: false, shardSize: 1024 * 1024 });
+    for (const v of r.variants) {
+      assert.equal(v.node, 'ok', `${v.dtype}: ${v.node}`);
+      assert.ok(v.sqnrDb! > 10, `${v.dtype}: ${v.sqnrDb} dB`);
+    }
+    // Its tensors are under saveModel's 1 MiB external-data threshold: the variants are single files.
+    assert.deepEqual(readdirSync(dir).sort(), ['model.onnx', 'model.onnx.data', 'model_fp16.onnx', 'model_q4.onnx']);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
