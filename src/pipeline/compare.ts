@@ -161,7 +161,7 @@ function checkSameInputs(float: TappedSession, quant: TappedSession): void {
 /** Why `model` is not a QDQ model, as an error (with a hint fitting what it is). */
 function notQuantized(label: string, quant: Model, float: Model): LowbitError {
   const ops = new Set(quant.graph.nodes.map((n) => n.opType ?? ''));
-  const dynamic = [...ops].filter((o) => /^(DynamicQuantize|MatMulInteger|ConvInteger|QLinear|QOrdered)/.test(o));
+  const dynamic = [...ops].filter((o) => /^(DynamicQuantize|MatMulInteger|ConvInteger|QLinear|QOrdered|MatMulNBits$|MatMulBnb4$|GatherBlockQuantized$)/.test(o));
   const swapped = float.graph.nodes.some((n) => n.opType === 'DequantizeLinear');
   const hint = dynamic.length
     ? `it uses ${dynamic.slice(0, 3).join(', ')}: compare reads static QDQ models (lowbit quantize --mode static); for other quantized models use \`lowbit eval QUANT --reference FLOAT\``

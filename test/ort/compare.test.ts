@@ -16,6 +16,7 @@ import { Model } from '../../src/onnx/ir.js';
 import { DataType } from '../../src/onnx/proto.js';
 import { tensorStorage } from '../../src/onnx/tensor.js';
 import { planQdq, quantizeStatic, type StaticQuantOptions } from '../../src/passes/quantize-qdq.js';
+import { quantizeWeightOnly } from '../../src/passes/weight-only.js';
 import { calibrate } from '../../src/pipeline/calibrate.js';
 import { compare, type CompareResult } from '../../src/pipeline/compare.js';
 import { evaluate } from '../../src/pipeline/evaluate.js';
@@ -178,6 +179,13 @@ describe('compare: bad input', () => {
     const { float, quant } = tinyPair('a');
     await rejects(compare({ float, quant: float, data: tinyData('a') }), 'UNSUPPORTED_MODEL', /no DequantizeLinear node: it is not a static \(QDQ\) quantized model/, /lowbit quantize --mode static/);
     await rejects(compare({ float: quant, quant: float, data: tinyData('a') }), 'UNSUPPORTED_MODEL', /not a static \(QDQ\)/, /pass the float model first/);
+    // A weight-only model: pointed to lowbit eval.
+    const b = new ModelBuilder({ opset: 13 });
+    const x = b.input('a', DataType.FLOAT, ['N', 4]);
+    b.output(b.op('MatMul', [x, b.initializer('w', Float32Array.from({ length: 4 * 32 }, (_, i) => Math.sin(i)), [4, 32])]), DataType.FLOAT, ['N', 32]);
+    const mm = b.build();
+    const q4 = quantizeWeightOnly(mm, { bits: 4, blockSize: 16 }).model;
+    await rejects(compare({ float: mm, quant: q4, data: tinyData('a') }), 'UNSUPPORTED_MODEL', /not a static \(QDQ\)/, /MatMulNBits: .*lowbit eval QUANT --reference FLOAT/);
   });
 
   it('models with different inputs, and data that does not fit: DATA_MISMATCH', async () => {
