@@ -137,30 +137,24 @@ async function main(): Promise<void> {
   try {
     const rows: StepResult[] = [child('idle', dir), child('gen', dir)];
     const repeat = arg('repeat', 1);
-    const runs: Record<string, StepResult[]> = { stream: [], eager: [] };
-    for (let i = 0; i < repeat; i++) {
-      for (const s of i % 2 ? ['eager', 'stream'] : ['stream', 'eager']) {
-        rm(join(dir, s));
-        runs[s]!.push(child(s, dir));
+    // Two steps run alternately `repeat` times each; a row per step: time = median, RSS = max.
+    const pair = (a: string, b: string): void => {
+      const runs: Record<string, StepResult[]> = { [a]: [], [b]: [] };
+      for (let i = 0; i < repeat; i++) {
+        for (const s of i % 2 ? [b, a] : [a, b]) {
+          rm(join(dir, s));
+          runs[s]!.push(child(s, dir));
+        }
       }
-    }
-    for (const s of ['stream', 'eager']) {
-      const rs = runs[s]!;
-      rows.push({ ...rs[rs.length - 1]!, seconds: median(rs.map((r) => r.seconds)), maxRss: Math.max(...rs.map((r) => r.maxRss)) });
-    }
+      for (const s of [a, b]) {
+        const rs = runs[s]!;
+        rows.push({ ...rs[rs.length - 1]!, seconds: median(rs.map((r) => r.seconds)), maxRss: Math.max(...rs.map((r) => r.maxRss)) });
+      }
+    };
+    pair('stream', 'eager');
     const same = sameFolders(join(dir, 'stream'), join(dir, 'eager'));
     rm(join(dir, 'eager'));
-    const q4: Record<string, StepResult[]> = { q4: [], 'q4-def': [] };
-    for (let i = 0; i < repeat; i++) {
-      for (const s of i % 2 ? ['q4-def', 'q4'] : ['q4', 'q4-def']) {
-        rm(join(dir, s));
-        q4[s]!.push(child(s, dir));
-      }
-    }
-    for (const s of ['q4', 'q4-def']) {
-      const rs = q4[s]!;
-      rows.push({ ...rs[rs.length - 1]!, seconds: median(rs.map((r) => r.seconds)), maxRss: Math.max(...rs.map((r) => r.maxRss)) });
-    }
+    pair('q4', 'q4-def');
     const sameQ4 = sameFolders(join(dir, 'q4'), join(dir, 'q4-def'));
     console.log(`\nnode ${process.version}, one process per step, ${repeat} run(s) each (stream/eager and q4/q4-def interleaved; time = median, RSS = max); shards of ${formatBytes(shardSize)}\n`);
     console.log('step    | model in  | written   | files | time     | MB/s in | peak RSS  | RSS / model | notes');

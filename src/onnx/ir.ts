@@ -18,6 +18,14 @@ import type {
 } from './proto.js';
 
 /** The domain ONNX calls '' and 'ai.onnx' alike. */
+/** ONNX Runtime's contrib-op domain (MatMulNBits, QLinearAdd, DynamicQuantizeMatMul, ...). */
+export const MS_DOMAIN = 'com.microsoft';
+
+/** A node's name for reports: its name, or `(unnamed <op> #<index>)` for an unnamed one. */
+export function nodeLabel(node: NodeProto, index: number): string {
+  return node.name || `(unnamed ${node.opType} #${index})`;
+}
+
 function normDomain(d: string | undefined): string {
   return d === undefined || d === 'ai.onnx' ? '' : d;
 }

@@ -6,13 +6,12 @@
 
 import { LowbitError } from '../errors.js';
 import { attrFloat, attrInt, attrInts, floatAttr, makeAttribute } from '../onnx/attributes.js';
-import { makeNode, type Graph, type Model } from '../onnx/ir.js';
+import { MS_DOMAIN, makeNode, type Graph, type Model } from '../onnx/ir.js';
 import { DataType, type AttributeProto, type NodeProto, type TensorProto } from '../onnx/proto.js';
 import { dimsOf, tensorStorage } from '../onnx/tensor.js';
 import { cloneModelDeep } from './qdq-subgraph.js';
 
 /** The domain of ORT's contrib operators. */
-const MS_DOMAIN = 'com.microsoft';
 
 /** What {@link qdqToQOperator} did. */
 export interface QOperatorReport {

@@ -3,11 +3,12 @@
 
 import { LowbitError } from '../errors.js';
 import { inferElemTypes } from '../onnx/infer.js';
-import { Model, makeValueInfo, type Graph } from '../onnx/ir.js';
+import { Model, makeValueInfo, nodeLabel, type Graph } from '../onnx/ir.js';
 import { dimsOf } from '../onnx/tensor.js';
 import type { NodeProto } from '../onnx/proto.js';
 import { removeIfUnused, type QuantizedWeight } from './quant-weight.js';
 import { DYNAMIC_RULES, MS_DOMAIN, type DynamicContext } from './rules/dynamic.js';
+import type { PassReport, PassReportEntry } from './pass-report.js';
 
 /** Options of {@link quantizeDynamic}. */
 export interface QuantizeDynamicOptions {
@@ -33,16 +34,10 @@ export interface QuantizeDynamicOptions {
   matmul?: 'DynamicQuantizeMatMul' | 'MatMulInteger';
 }
 
-export interface DynamicReportEntry {
-  node: string;
-  opType: string;
-}
+export type DynamicReportEntry = PassReportEntry;
 
 /** What was quantized (and in which form) and what was left float (and why). */
-export interface QuantizeDynamicReport {
-  quantized: (DynamicReportEntry & { form: string })[];
-  skipped: (DynamicReportEntry & { reason: string })[];
-}
+export type QuantizeDynamicReport = PassReport;
 
 const WEIGHT_TYPES = ['int8', 'uint8'] as const;
 const CONV_FORMS = ['float', 'ConvInteger'] as const;
@@ -64,9 +59,6 @@ function ownerOf(graph: Graph, name: string): Graph | undefined {
   return undefined;
 }
 
-function label(node: NodeProto, index: number): string {
-  return node.name || `(unnamed ${node.opType} #${index})`;
-}
 
 /**
  * Dynamic quantization for ONNX Runtime's CPU execution provider. MatMul and Gemm with a constant 2-D weight
@@ -134,7 +126,7 @@ export function quantizeDynamic(
       for (const { graph: sub } of graph.subgraphs(node)) visit(sub, types);
       const rule = (node.domain ?? '') === '' ? DYNAMIC_RULES[node.opType ?? ''] : undefined;
       if (!rule) return;
-      const entry = { node: label(node, index), opType: node.opType! };
+      const entry = { node: nodeLabel(node, index), opType: node.opType! };
       if (node.name && excludeNodes.has(node.name)) return void report.skipped.push({ ...entry, reason: 'excluded by node name' });
       if (excludeOps.has(node.opType!)) return void report.skipped.push({ ...entry, reason: 'excluded by op type' });
       const outcome = rule(ctx, node);

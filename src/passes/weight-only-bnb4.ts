@@ -6,13 +6,13 @@
 import { LowbitError } from '../errors.js';
 import { attrFloat, attrInt, makeAttribute } from '../onnx/attributes.js';
 import { inferElemTypes } from '../onnx/infer.js';
-import { Model, makeNode, makeValueInfo } from '../onnx/ir.js';
+import { MS_DOMAIN, Model, makeNode, makeValueInfo, nodeLabel } from '../onnx/ir.js';
 import { DataType, type NodeProto } from '../onnx/proto.js';
 import { dimsOf, makeTensor, tensorStorage } from '../onnx/tensor.js';
 import { BNB4_BLOCK_SIZES, BNB4_QUANT_TYPE_ATTR, quantizeBnb4, type Bnb4QuantType, type Bnb4Quantized } from '../quant/nf4.js';
 import { removeIfUnused } from './quant-weight.js';
+import type { PassReport } from './pass-report.js';
 
-const MS_DOMAIN = 'com.microsoft';
 
 /** Options of {@link quantizeMatMulBnb4}. */
 export interface QuantizeBnb4Options {
@@ -25,14 +25,8 @@ export interface QuantizeBnb4Options {
 }
 
 /** What was quantized (and in which form) and what was left float (and why). */
-export interface QuantizeBnb4Report {
-  quantized: { node: string; opType: string; form: string }[];
-  skipped: { node: string; opType: string; reason: string }[];
-}
+export type QuantizeBnb4Report = PassReport;
 
-function label(node: NodeProto, index: number): string {
-  return node.name || `(unnamed ${node.opType} #${index})`;
-}
 
 /**
  * Rewrites each MatMul (and Gemm: transB and alpha folded into the weight, C times beta added after) of the main graph whose weight (input B) is a float32 rank-2 initializer or Constant into
@@ -62,7 +56,7 @@ export function quantizeMatMulBnb4(model: Model, opts: QuantizeBnb4Options): { m
   g.nodes.forEach((node, index) => {
     const gemm = node.opType === 'Gemm';
     if ((node.opType !== 'MatMul' && !gemm) || (node.domain ?? '') !== '') return;
-    const entry = { node: label(node, index), opType: gemm ? 'Gemm' : 'MatMul' };
+    const entry = { node: nodeLabel(node, index), opType: gemm ? 'Gemm' : 'MatMul' };
     const skip = (reason: string): void => void report.skipped.push({ ...entry, reason });
     if (node.name && exclude.has(node.name)) return skip('excluded by node name');
     const [a, b] = [node.input[0] ?? '', node.input[1] ?? ''];

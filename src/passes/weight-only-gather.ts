@@ -19,15 +19,15 @@
 
 import { LowbitError } from '../errors.js';
 import { attrFloat, attrInt, attrInts, makeAttribute } from '../onnx/attributes.js';
-import { Model, makeNode, makeValueInfo, type Graph } from '../onnx/ir.js';
+import { MS_DOMAIN, Model, makeNode, makeValueInfo, type Graph } from '../onnx/ir.js';
 import { DataType, type NodeProto, type TensorProto } from '../onnx/proto.js';
 import { dimsOf, makeTensor, tensorStorage } from '../onnx/tensor.js';
-import { checkBlockwiseOptions, kBlocks, quantizeBlockwiseRtn } from '../quant/blockwise.js';
+import { checkBlockwiseOptions, kBlocks, packBits, quantizeBlockwiseRtn } from '../quant/blockwise.js';
 import { float16ArrayToFloat32, float32ArrayToFloat16 } from '../quant/float16.js';
 import { removeIfUnused } from './quant-weight.js';
 import { definingGraph, nodePath, touchScopes, weightScopes, type WeightScope } from './weight-only.js';
+import type { PassReport } from './pass-report.js';
 
-const MS_DOMAIN = 'com.microsoft';
 
 /** Options of {@link quantizeEmbeddings}. */
 export interface QuantizeEmbeddingsOptions {
@@ -44,10 +44,7 @@ export interface QuantizeEmbeddingsOptions {
 }
 
 /** What was quantized (and in which form) and what was left float (and why). */
-export interface QuantizeEmbeddingsReport {
-  quantized: { node: string; opType: string; form: string }[];
-  skipped: { node: string; opType: string; reason: string }[];
-}
+export type QuantizeEmbeddingsReport = PassReport;
 
 /** How an LM head reads the embedding table E. */
 type LmHead = (
@@ -69,19 +66,11 @@ function transposed(e: Float32Array, V: number, D: number): Float32Array {
   return t;
 }
 
-/** Codes of each row's first `width` values (of `stride` per row) packed `8/bits` per byte, first value in the low nibble. */
+/** Codes of each row's first `width` values (of `stride` per row) packed `8/bits` per byte, first value in the low bits. */
 function packRows(q: Uint8Array, rows: number, stride: number, width: number, bits: 4 | 8): Uint8Array {
-  if (bits === 8) {
-    if (stride === width) return q.slice();
-    const out = new Uint8Array(rows * width);
-    for (let r = 0; r < rows; r++) out.set(q.subarray(r * stride, r * stride + width), r * width);
-    return out;
-  }
-  const rowBytes = Math.ceil(width / 2);
+  const rowBytes = Math.ceil((width * bits) / 8);
   const out = new Uint8Array(rows * rowBytes);
-  for (let r = 0; r < rows; r++) {
-    for (let i = 0; i < width; i++) out[r * rowBytes + (i >> 1)] |= (q[r * stride + i]! & 0x0f) << ((i & 1) * 4);
-  }
+  for (let r = 0; r < rows; r++) out.set(packBits(q.subarray(r * stride, r * stride + width), bits), r * rowBytes);
   return out;
 }
 

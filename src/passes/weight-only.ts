@@ -4,7 +4,7 @@
 
 import { attrFloat, attrInt, makeAttribute } from '../onnx/attributes.js';
 import { inferElemTypes } from '../onnx/infer.js';
-import { makeNode, type Graph, type Model } from '../onnx/ir.js';
+import { MS_DOMAIN, makeNode, nodeLabel, type Graph, type Model } from '../onnx/ir.js';
 import { DataType, type NodeProto, type TensorProto } from '../onnx/proto.js';
 import { dataTypeName, deferTensor, dimsOf, makeTensor, tensorStorage, type TensorStorage } from '../onnx/tensor.js';
 import { LowbitError } from '../errors.js';
@@ -16,7 +16,6 @@ import { CONTROL_FLOW_OPS, cloneModelDeep, hasBodies } from './qdq-subgraph.js';
 import { constantTensor, readFloatConstant, removeIfUnused } from './quant-weight.js';
 import { upgradeOpset } from './rules/qdq/opset.js';
 
-export const MS_DOMAIN = 'com.microsoft';
 
 /** Data-free algorithms: round-to-nearest, or HQQ's optimised zero points and scales (src/quant/hqq.ts). */
 export const WEIGHT_ONLY_ALGORITHMS = ['rtn', 'hqq'] as const;
@@ -117,9 +116,6 @@ export function checkWeightOnlyOptions(o: WeightOnlyOptions): CheckedWeightOnlyO
   return { bits: o.bits, blockSize: o.blockSize, symmetric: o.symmetric ?? false, algorithm, format, accuracyLevel, excludeNodes: o.excludeNodes ?? [], excludeOps: o.excludeOps ?? [], defer: o.defer ?? false, subgraphs: o.subgraphs ?? true };
 }
 
-function label(node: NodeProto, index: number): string {
-  return node.name || `(unnamed ${node.opType} #${index})`;
-}
 
 /** A graph the weight-only passes visit: the main graph or an If/Loop/Scan body under it. */
 export interface WeightScope {
@@ -136,7 +132,7 @@ export interface WeightScope {
  * `decoder_if/then_branch/lm_head` or `loop/body/inner_if/else_branch/(unnamed MatMul #3)`.
  */
 export function nodePath(scope: Pick<WeightScope, 'prefix'>, node: NodeProto, index: number): string {
-  return scope.prefix + label(node, index);
+  return scope.prefix + nodeLabel(node, index);
 }
 
 /**
@@ -151,7 +147,7 @@ export function weightScopes(root: Graph, bodies: boolean): WeightScope[] {
     graph.nodes.forEach((n, i) => {
       if ((n.domain ?? '') !== '' && n.domain !== 'ai.onnx') return;
       if (!CONTROL_FLOW_OPS.has(n.opType ?? '')) return;
-      for (const { attribute, graph: sub } of graph.subgraphs(n)) visit(sub, `${prefix}${label(n, i)}/${attribute}/`, inferElemTypes(sub, types));
+      for (const { attribute, graph: sub } of graph.subgraphs(n)) visit(sub, `${prefix}${nodeLabel(n, i)}/${attribute}/`, inferElemTypes(sub, types));
     });
   };
   visit(root, '', inferElemTypes(root));

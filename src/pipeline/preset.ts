@@ -203,7 +203,8 @@ export async function quantizeTransformersJs(o: PresetOptions): Promise<PresetRe
     const loaded = externalBytes > 0 && externalBytes > freemem() / 4 ? await loadModel(file, { externalData: 'stream' }) : externalBytes > 0 ? await loadModel(file) : probe;
     const model = new Model(loaded.model);
     const sourceBytes = statSync(file).size + loaded.externalSources.reduce((s, e) => s + e.length, 0);
-    const feeds = o.data !== undefined ? firstSamples(o.data, model) : syntheticFeeds(model);
+    const sample = o.data !== undefined ? firstSamples(o.data, model) : syntheticFeeds(model);
+    const feeds = typeof sample === 'string' ? undefined : sample;
     // The float32 model on the same synthetic sample: the reference, and the proof that the sample is a valid input.
     let refError: string | undefined;
     const ref = feeds ? await runNode(file, feeds, o.threads).catch((e: unknown) => void (refError = message(e))) : undefined;
@@ -224,7 +225,7 @@ export async function quantizeTransformersJs(o: PresetOptions): Promise<PresetRe
       }
       const noInputs = refError
         ? `skipped: the float32 model itself fails on ${o.data !== undefined ? `the samples of ${o.data}` : 'a synthetic sample (floats in [0, 1), integers 0); pass samples with --calib DATA'}, so it cannot judge the variant: ${refError}`
-        : 'skipped: the model inputs cannot be synthesised';
+        : `skipped: the model inputs cannot be synthesised (${typeof sample === 'string' ? sample : ''}); pass samples with --calib DATA`;
       const v: PresetVariant = { source: file, dtype, output: out, bytes: saved.bytes + (saved.dataBytes ?? 0), sourceBytes, quantizedNodes: built.quantizedNodes, node: noInputs, web: o.web === false ? 'skipped' : noInputs };
       if (feeds && !refError) {
         v.node = 'ok';
@@ -265,13 +266,13 @@ function firstSamples(data: string, model: Model): Record<string, NdArray> {
   throw new LowbitError('BAD_DATA', `${data} has no samples`, 'pass a file with at least one sample for the model inputs');
 }
 
-/** One synthetic sample per model input (floats uniform in [0, 1), integers 0: token 0, mask 0), or undefined when inputs cannot be made. */
-function syntheticFeeds(model: Model): Record<string, NdArray> | undefined {
+/** One synthetic sample per model input (floats uniform in [0, 1), integers 0), or why there is none. */
+function syntheticFeeds(model: Model): Record<string, NdArray> | string {
   try {
     const src = syntheticSource(modelInputs(model), 1, 1);
     for (const b of src.batches(1)) return b;
-    return undefined;
-  } catch {
-    return undefined;
+    return 'the synthetic source gave no sample';
+  } catch (e) {
+    return message(e);
   }
 }

@@ -127,35 +127,40 @@ async function verify(
   return { fidelity, latency, dataNote: data ? dataNote : 'synthetic inputs (uniform random; pass --calib DATA to verify on real samples)' };
 }
 
+/** "the X model is slower than the float model at batch B: q ms vs f ms (speedup, threads, medians). <advice>", or nothing. */
+function slowerWarning(latency: LatencySummary | undefined, what: string, advice: string): string[] {
+  if (!latency || !(latency.speedup < 1)) return [];
+  const f = latency.float.latencyMs.median;
+  const q = latency.quant.latencyMs.median;
+  return [
+    `the ${what} model is slower than the float model at batch ${latency.batch}: ${q.toPrecision(3)} ms vs ${f.toPrecision(3)} ms ` +
+      `(speedup ${latency.speedup.toFixed(2)}x, ${latency.threads} threads, medians on this machine). ${advice}`,
+  ];
+}
+
 /**
  * A speed warning when the quantized model is slower than the float one at batch 1 (speedup below 1), with
  * the ratio and what to do about it. Nothing when there is no latency (models that could not be timed).
  */
 export function speedWarnings(latency: LatencySummary | undefined): string[] {
-  if (!latency || !(latency.speedup < 1)) return [];
-  const f = latency.float.latencyMs.median;
-  const q = latency.quant.latencyMs.median;
-  return [
-    `the quantized model is slower than the float model at batch ${latency.batch}: ${q.toPrecision(3)} ms vs ${f.toPrecision(3)} ms ` +
-      `(speedup ${latency.speedup.toFixed(2)}x, ${latency.threads} threads, medians on this machine). ONNX Runtime's integer kernels ` +
-      'win on wide layers (convolutions with 32+ channels, large MatMuls); narrow or depthwise convolutions, per-channel ' +
+  return slowerWarning(
+    latency,
+    'quantized',
+    "ONNX Runtime's integer kernels win on wide layers (convolutions with 32+ channels, large MatMuls); narrow or depthwise convolutions, per-channel " +
       'broadcasts and 8-bit pooling run slower than their float kernels. For batch-1 latency keep the float model, or ' +
       'leave the slow layers float (--exclude-ops / --exclude-nodes) and compare again; `lowbit bench` times other batch sizes',
-  ];
+  );
 }
 
 /** weight-only: a MatMulNBits model slower than float32 at batch 1, with what to change. */
 export function weightOnlySpeedWarnings(latency: LatencySummary | undefined, accuracyLevel: number): string[] {
-  if (!latency || !(latency.speedup < 1)) return [];
-  const f = latency.float.latencyMs.median;
-  const q = latency.quant.latencyMs.median;
-  return [
-    `the weight-only model is slower than the float model at batch ${latency.batch}: ${q.toPrecision(3)} ms vs ${f.toPrecision(3)} ms (speedup ${latency.speedup.toFixed(2)}x, ` +
-      `${latency.threads} threads). ` +
-      (accuracyLevel !== 4
-        ? `MatMulNBits with accuracy_level ${accuracyLevel} computes with float activations; ONNX Runtime's CPU kernel for that is slow (8 and 2 bits: 12-17x slower than float32, measured): use --accuracy-level 4 (int8 activations per block)`
-        : 'MatMulNBits gains where weights dominate the time (one token at a time, large layers); for wide batches or small layers keep the float model for speed'),
-  ];
+  return slowerWarning(
+    latency,
+    'weight-only',
+    accuracyLevel !== 4
+      ? `MatMulNBits with accuracy_level ${accuracyLevel} computes with float activations; ONNX Runtime's CPU kernel for that is slow (8 and 2 bits: 12-17x slower than float32, measured): use --accuracy-level 4 (int8 activations per block)`
+      : 'MatMulNBits gains where weights dominate the time (one token at a time, large layers); for wide batches or small layers keep the float model for speed',
+  );
 }
 
 /** Fidelity warnings: an int8 model this far from its float original is probably broken. */

@@ -9,7 +9,7 @@
 // imports it.
 
 import { LowbitError } from '../errors.js';
-import { checkBlockwiseOptions, kBlocks, type BlockBits, type BlockQuantized } from './blockwise.js';
+import { checkBlockwiseOptions, kBlocks, roundAway, type BlockBits, type BlockQuantized } from './blockwise.js';
 
 /** HQQ's optimiser settings (the reference's defaults). */
 export interface HqqOptions {
@@ -36,8 +36,6 @@ function shrink(x: number, beta: number, p: number): number {
 /** Codes of x with inverse scale `inv` and zero point z, clamped to 0..qmax. */
 const code = (x: number, inv: number, z: number, qmax: number): number => Math.min(qmax, Math.max(0, Math.round(x * inv + z)));
 
-/** Rounding as quantizeBlockwiseRtn does it (MLAS roundf: halves away from zero). */
-const roundAway = (v: number): number => (v < 0 ? -Math.round(-v) : Math.round(v));
 
 /** Sum of squared errors of a block coded with (scale, z). */
 function sse(x: Float64Array, len: number, scale: number, z: number, qmax: number): number {

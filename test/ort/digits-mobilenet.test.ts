@@ -3,16 +3,14 @@
 
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadMnist, splitMnist } from '../../src/data/mnist.js';
 import { writeNpy } from '../../src/data/npy.js';
-import { loadModel } from '../../src/io/model-file.js';
 import { buildDigitMobileNet } from '../../src/models/digits.js';
-import { Model } from '../../src/onnx/ir.js';
 import { quantize } from '../../src/pipeline/quantize.js';
-import { digitAccuracy, digitImages } from './digits-helpers.js';
+import { checkBundledDigitModel, digitAccuracy, digitImages } from './digits-helpers.js';
 
 const MODEL = new URL('../../models/digits-mobilenet.onnx', import.meta.url).pathname;
 /** Held-out top-1 of the shipped model as trained (scripts/train-digits.ts --arch mobilenet, 12 epochs: 98.30%), minus a 0.3-point margin. */
@@ -37,14 +35,8 @@ describe('digit MobileNet', () => {
   });
 
   it(`models/digits-mobilenet.onnx reaches >= ${(100 * MIN_ACCURACY).toFixed(1)}% on the 2,000 held-out digits`, async (t) => {
-    assert.ok(existsSync(MODEL), `${MODEL} exists (node --import tsx scripts/train-digits.ts --arch mobilenet writes it)`);
-    const m = new Model((await loadModel(MODEL)).model);
-    assert.deepEqual(m.graph.inputs.map((v) => v.name), ['input']);
-    assert.deepEqual(m.graph.outputs.map((v) => v.name), ['logits']);
-    assert.ok(m.graph.nodes.filter((n) => n.opType === 'BatchNormalization').every((n) => n.output.length === 1), 'inference-mode BatchNormalization');
-    const acc = await digitAccuracy(MODEL, test);
+    const acc = await checkBundledDigitModel(MODEL, 'node --import tsx scripts/train-digits.ts --arch mobilenet', test, MIN_ACCURACY);
     t.diagnostic(`held-out accuracy ${(100 * acc).toFixed(2)}%`);
-    assert.ok(acc >= MIN_ACCURACY, `held-out accuracy ${acc}`);
   });
 
   it('static per-channel int8 stays within 0.5 points top-1 of float on the held-out digits, depthwise convs in int8', async (t) => {

@@ -3,12 +3,12 @@
 
 import { attrFloat, attrInt, attrInts, makeAttribute } from '../../onnx/attributes.js';
 import { isFloatType } from '../../onnx/infer.js';
-import { makeNode, type Graph } from '../../onnx/ir.js';
+import { MS_DOMAIN, makeNode, type Graph } from '../../onnx/ir.js';
 import { DataType, type NodeProto } from '../../onnx/proto.js';
 import { dataTypeName, dimsOf, makeTensor, tensorStorage } from '../../onnx/tensor.js';
 import { addQuantizedWeight, readFloatConstant, type QuantizedWeight } from '../quant-weight.js';
 
-export const MS_DOMAIN = 'com.microsoft';
+export { MS_DOMAIN };
 
 /** What a rule needs from the pass: options, types, cached weight quantization, fresh names. */
 export interface DynamicContext {
