@@ -33,7 +33,7 @@ import { deferTensor, dimsOf, elementCount, makeTensor, tensorStorage } from '..
 import { bfloat16ToFloat32, float32BitsToBfloat16Bits, float32BitsToFloat16Bits } from '../quant/float16.js';
 import { bodyOutTypes, bodyReadsHalf, checkSubgraphs, collectBlocks, convertBodies, retypeBodyIo, type Blocks, type BodyIo, type BodyTarget } from './float16-subgraph.js';
 import { bodyGraphs, cloneModelDeep, hasBodies } from './qdq-subgraph.js';
-import { nodePath } from './weight-only.js';
+import { nodePath } from './graph-scopes.js';
 
 /** The 16-bit float types the pass converts to. */
 export const FLOAT16_TYPES = ['float16', 'bfloat16'] as const;

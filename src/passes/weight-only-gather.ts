@@ -25,7 +25,7 @@ import { dimsOf, makeTensor, tensorStorage } from '../onnx/tensor.js';
 import { checkBlockwiseOptions, kBlocks, packBits, quantizeBlockwiseRtn } from '../quant/blockwise.js';
 import { float16ArrayToFloat32, float32ArrayToFloat16 } from '../quant/float16.js';
 import { removeIfUnused } from './quant-weight.js';
-import { definingGraph, nodePath, touchScopes, weightScopes, type WeightScope } from './weight-only.js';
+import { definingGraph, nodePath, touchScopes, weightScopes, type WeightScope } from './graph-scopes.js';
 import type { PassReport } from './pass-report.js';
 
 

@@ -3,8 +3,7 @@
 // standard blocked DequantizeLinear (opset 21) feeding a float MatMul. Pure; used by pipeline/.
 
 import { attrFloat, attrInt, makeAttribute } from '../onnx/attributes.js';
-import { inferElemTypes } from '../onnx/infer.js';
-import { MS_DOMAIN, makeNode, nodeLabel, type Graph, type Model } from '../onnx/ir.js';
+import { MS_DOMAIN, makeNode, type Graph, type Model } from '../onnx/ir.js';
 import { DataType, type NodeProto, type TensorProto } from '../onnx/proto.js';
 import { dataTypeName, deferTensor, dimsOf, makeTensor, tensorStorage, type TensorStorage } from '../onnx/tensor.js';
 import { LowbitError } from '../errors.js';
@@ -12,9 +11,10 @@ import { checkBlockwiseOptions, kBlocks, packBits, packMatMulNBits, quantizeBloc
 import { float16ArrayToFloat32, float32ArrayToFloat16 } from '../quant/float16.js';
 import { quantizeBlockwiseHqq } from '../quant/hqq.js';
 import { cloneModel } from './preprocess.js';
-import { CONTROL_FLOW_OPS, cloneModelDeep, hasBodies } from './qdq-subgraph.js';
+import { cloneModelDeep, hasBodies } from './qdq-subgraph.js';
 import { constantTensor, readFloatConstant, removeIfUnused } from './quant-weight.js';
 import { upgradeOpset } from './rules/qdq/opset.js';
+import { definingGraph, nodePath, touchScopes, weightScopes } from './graph-scopes.js';
 
 
 /** Data-free algorithms: round-to-nearest, or HQQ's optimised zero points and scales (src/quant/hqq.ts). */
@@ -114,60 +114,6 @@ export function checkWeightOnlyOptions(o: WeightOnlyOptions): CheckedWeightOnlyO
   if (o.defer !== undefined && typeof o.defer !== 'boolean') throw bad('defer must be true or false', 'pass defer: true to quantize each weight as the model is saved');
   if (o.subgraphs !== undefined && typeof o.subgraphs !== 'boolean') throw bad('subgraphs must be true or false', 'pass subgraphs: false to leave If/Loop/Scan bodies float');
   return { bits: o.bits, blockSize: o.blockSize, symmetric: o.symmetric ?? false, algorithm, format, accuracyLevel, excludeNodes: o.excludeNodes ?? [], excludeOps: o.excludeOps ?? [], defer: o.defer ?? false, subgraphs: o.subgraphs ?? true };
-}
-
-
-/** A graph the weight-only passes visit: the main graph or an If/Loop/Scan body under it. */
-export interface WeightScope {
-  graph: Graph;
-  /** What the reports put before the names of its nodes: '' for the main graph, see {@link nodePath}. */
-  prefix: string;
-  /** Element types of its values, those of enclosing graphs included. */
-  types: Map<string, number>;
-}
-
-/**
- * The report name of a node: its name (or `(unnamed OP #i)`, i its index in its graph), prefixed inside an
- * If/Loop/Scan body by `<control-flow node>/<attribute>/` for each enclosing body, outermost first, e.g.
- * `decoder_if/then_branch/lm_head` or `loop/body/inner_if/else_branch/(unnamed MatMul #3)`.
- */
-export function nodePath(scope: Pick<WeightScope, 'prefix'>, node: NodeProto, index: number): string {
-  return scope.prefix + nodeLabel(node, index);
-}
-
-/**
- * The main graph, then (with `bodies`) each If/Loop/Scan body of the default domain under it at every depth,
- * in pre-order (a body after the graph holding it). Element types are inferred per graph, outer ones first.
- */
-export function weightScopes(root: Graph, bodies: boolean): WeightScope[] {
-  const out: WeightScope[] = [];
-  const visit = (graph: Graph, prefix: string, types: Map<string, number>): void => {
-    out.push({ graph, prefix, types });
-    if (!bodies) return;
-    graph.nodes.forEach((n, i) => {
-      if ((n.domain ?? '') !== '' && n.domain !== 'ai.onnx') return;
-      if (!CONTROL_FLOW_OPS.has(n.opType ?? '')) return;
-      for (const { attribute, graph: sub } of graph.subgraphs(n)) visit(sub, `${prefix}${nodeLabel(n, i)}/${attribute}/`, inferElemTypes(sub, types));
-    });
-  };
-  visit(root, '', inferElemTypes(root));
-  return out;
-}
-
-/**
- * The graph that defines `name` as seen from `g`: `g` or the nearest enclosing graph holding it as an initializer,
- * a graph input or a node output; undefined when none does.
- */
-export function definingGraph(g: Graph, name: string): Graph | undefined {
-  for (let s: Graph | undefined = g; s; s = s.parent) {
-    if (s.initializers.has(name) || s.producer(name) || s.inputs.some((v) => v.name === name)) return s;
-  }
-  return undefined;
-}
-
-/** Marks the producer/consumer indexes of every scope stale (bodies' outer references changed). */
-export function touchScopes(scopes: readonly WeightScope[]): void {
-  for (const s of scopes) s.graph.touch();
 }
 
 /** A weight prepared for one form: the tensor names the replacement nodes read. */
