@@ -17,6 +17,7 @@
 //   excludeOps           string[]
 //   symmetricActivations boolean            (static)
 //   reduceRange          boolean            (static, 8-bit weights)
+//   optimizeFor          "speed" | "size"   (static; speed keeps float the layers ORT's CPU runs slower in int8)
 //   maxDrop              number >= 0        (percentage points; the accuracy gate, src/pipeline/gate.ts)
 //   gateFallback         "float" | "int16"  (static; where the gate keeps sensitive layers)
 //   activationTypeOverrides { [node]: "uint8" | "int8" | "uint16" | "int16" }  (static; mixed precision per node)
@@ -34,7 +35,7 @@
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { LowbitError } from '../errors.js';
-import { ACTIVATION_TYPES, CALIB_METHODS, DYNAMIC_CONV, GATE_FALLBACKS, MODEL_FORMATS, QUANT_MODES, WEIGHT_ALGORITHMS, WEIGHT_TYPES, type QuantizeOptions, type ResolvedQuantizeOptions } from './options.js';
+import { ACTIVATION_TYPES, CALIB_METHODS, DYNAMIC_CONV, GATE_FALLBACKS, MODEL_FORMATS, OPTIMIZE_FOR, QUANT_MODES, WEIGHT_ALGORITHMS, WEIGHT_TYPES, type QuantizeOptions, type ResolvedQuantizeOptions } from './options.js';
 
 /** The contents of a lowbit.json config file. */
 export interface QuantizeConfig {
@@ -51,6 +52,8 @@ export interface QuantizeConfig {
   excludeOps?: string[];
   symmetricActivations?: boolean;
   reduceRange?: boolean;
+  /** Static placement: ORT CPU latency (default) or every eligible layer quantized. */
+  optimizeFor?: QuantizeOptions['optimizeFor'];
   /** Largest accepted accuracy drop, percentage points (see src/pipeline/gate.ts). */
   maxDrop?: number;
   /** Where the gate puts sensitive layers: float (default) or 16-bit activations. */
@@ -95,6 +98,7 @@ function schema(): Record<keyof QuantizeConfig, FieldType> {
     excludeOps: { kind: 'names' },
     symmetricActivations: { kind: 'boolean' },
     reduceRange: { kind: 'boolean' },
+    optimizeFor: { kind: 'enum', values: OPTIMIZE_FOR },
     maxDrop: { kind: 'number' },
     gateFallback: { kind: 'enum', values: GATE_FALLBACKS },
     activationTypeOverrides: { kind: 'typeMap', values: ACTIVATION_TYPES },
@@ -258,6 +262,7 @@ export function configOf(o: ResolvedQuantizeOptions, excludeNodes: readonly stri
     }
     c.symmetricActivations = o.symmetricActivations;
     c.reduceRange = o.reduceRange;
+    c.optimizeFor = o.optimizeFor;
     c.format = o.format;
   } else {
     c.dynamicConv = o.dynamicConv;

@@ -28,6 +28,9 @@ export type WeightType = (typeof WEIGHT_TYPES)[number];
 /** uint16 / int16 (A16W8, static mode only): finer activations for accuracy; ORT runs those units in float between Q/DQ (no speed-up). */
 /** What the accuracy gate does with the layers it takes out of 8 bits. */
 export const GATE_FALLBACKS = ['float', 'int16'] as const;
+/** What static placement optimizes for: ORT's x86 CPU latency (default) or the smallest file. */
+export const OPTIMIZE_FOR = ['speed', 'size'] as const;
+export type OptimizeFor = (typeof OPTIMIZE_FOR)[number];
 export type GateFallback = (typeof GATE_FALLBACKS)[number];
 
 export const ACTIVATION_TYPES = ['uint8', 'int8', 'uint16', 'int16'] as const;
@@ -156,6 +159,13 @@ export interface QuantizeOptions {
   symmetricActivations?: boolean;
   /** Static mode: 7-bit weights (ORT's reduce_range) for CPUs without VNNI. Default false. */
   reduceRange?: boolean;
+  /**
+   * Static mode: 'speed' (default) keeps float the layers ONNX Runtime's x86 CPU runs slower in int8 than in
+   * float (narrow stems, narrow depthwise convs, 8-bit MaxPool heads: src/passes/rules/qdq/speed.ts) and pads
+   * depthwise channel groups for its fast kernel; 'size' quantizes every eligible layer (smallest file; for
+   * other runtimes, e.g. onnxruntime-web, or when the download matters more than CPU latency).
+   */
+  optimizeFor?: OptimizeFor;
   /**
    * The accuracy gate (src/pipeline/gate.ts): the largest accepted drop on the held-out samples, in
    * percentage points (accuracy drop with `labels`, else 100 − top-1 agreement %, else the relative RMS
@@ -310,6 +320,7 @@ const KEYS: ReadonlySet<string> = new Set<keyof QuantizeOptions>([
   'onProgress',
   'symmetricActivations',
   'reduceRange',
+  'optimizeFor',
   'maxDrop',
   'gateFallback',
   'config',
@@ -373,7 +384,7 @@ export function resolveQuantizeOptions(o: QuantizeOptions): ResolvedQuantizeOpti
     throw bad(`${weightOnlyKeys.join(', ')} ${weightOnlyKeys.length > 1 ? 'apply' : 'applies'} to weight-only mode only`, 'pass --mode weight-only, or drop them');
   }
   if (weightOnly) {
-    const given: string[] = (['weightType', 'activationType', 'perChannel', 'dynamicConv', 'gateFallback', 'symmetricActivations', 'reduceRange'] as const).filter((k) => o[k] !== undefined);
+    const given: string[] = (['weightType', 'activationType', 'perChannel', 'dynamicConv', 'gateFallback', 'symmetricActivations', 'reduceRange', 'optimizeFor'] as const).filter((k) => o[k] !== undefined);
     if (Object.keys(o.activationTypeOverrides ?? {}).length) given.push('activationTypeOverrides');
     if (given.length) throw bad(`${given.join(', ')} ${given.length > 1 ? 'do' : 'does'} not apply to weight-only mode`, 'drop them: weight-only mode quantizes MatMul/Gemm weights blockwise (--bits, --block-size, --algorithm, --symmetric) and keeps activations float');
     if (o.format === 'qoperator') throw bad('the qoperator format applies to static mode only', 'weight-only mode writes --format matmulnbits (default) or qdq');
@@ -389,7 +400,7 @@ export function resolveQuantizeOptions(o: QuantizeOptions): ResolvedQuantizeOpti
   }
   const float16 = mode === 'fp16' || mode === 'bf16';
   if (float16) {
-    const given: string[] = (['weightType', 'activationType', 'perChannel', 'format', 'dynamicConv', 'maxDrop', 'gateFallback', 'symmetricActivations', 'reduceRange'] as const).filter((k) => o[k] !== undefined);
+    const given: string[] = (['weightType', 'activationType', 'perChannel', 'format', 'dynamicConv', 'maxDrop', 'gateFallback', 'symmetricActivations', 'reduceRange', 'optimizeFor'] as const).filter((k) => o[k] !== undefined);
     if (Object.keys(o.activationTypeOverrides ?? {}).length) given.push('activationTypeOverrides');
     if (given.length) throw bad(`${given.join(', ')} ${given.length > 1 ? 'do' : 'does'} not apply to ${mode} mode`, `drop them: ${mode} mode converts the float32 model to ${mode === 'fp16' ? 'float16' : 'bfloat16'} without quantizing`);
     if (o.keepIoTypes !== undefined && typeof o.keepIoTypes !== 'boolean') throw bad('keepIoTypes must be true or false');
@@ -438,6 +449,8 @@ export function resolveQuantizeOptions(o: QuantizeOptions): ResolvedQuantizeOpti
     oneOf(`activationTypeOverrides['${node}']`, t, ACTIVATION_TYPES, 'uint8');
   }
   const gateFallback = oneOf('gateFallback', o.gateFallback, GATE_FALLBACKS, 'float');
+  const optimizeFor = oneOf('optimizeFor', o.optimizeFor, OPTIMIZE_FOR, 'speed');
+  if (o.optimizeFor !== undefined && mode === 'dynamic') throw bad('optimizeFor applies to static mode only', 'pass --calib DATA (static mode), or drop --optimize-for');
   if (gateFallback === 'int16' && mode === 'dynamic') throw bad('gateFallback int16 applies to static mode only', 'pass --calib DATA (static mode), or use --gate-fallback float');
   if (gateFallback === 'int16' && (o.activationType === 'uint16' || o.activationType === 'int16')) {
     throw bad('gateFallback int16 needs 8-bit activations: with 16-bit activations every layer is at 16 bits already', 'use --gate-fallback float, or --activation-type uint8');
@@ -476,6 +489,7 @@ export function resolveQuantizeOptions(o: QuantizeOptions): ResolvedQuantizeOpti
     onProgress: o.onProgress,
     symmetricActivations: o.symmetricActivations ?? false,
     reduceRange: o.reduceRange ?? false,
+    optimizeFor,
     maxDrop: o.maxDrop,
     saveConfig,
     bits: o.bits ?? 4,

@@ -28,8 +28,9 @@ function staticOptions(o: ResolvedQuantizeOptions, excludeNodes: readonly string
     excludeOps: o.excludeOps,
     symmetricActivations: o.symmetricActivations,
     reduceRange: o.reduceRange,
-    // Nodes whose ORT integer kernel is measured slower than the float one stay float (rules/qdq/speed.ts).
-    speedPolicy: true,
+    // 'speed': nodes whose ORT integer kernel is measured slower than the float one stay float
+    // (rules/qdq/speed.ts), depthwise groups are padded; 'size': every eligible node is quantized.
+    speedPolicy: o.optimizeFor === 'speed',
   };
 }
 

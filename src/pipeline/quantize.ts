@@ -21,7 +21,7 @@ import { compareLatency, type LatencyComparison } from './bench.js';
 import { applyQuantizeConfig, configOf, defaultConfigPath, writeQuantizeConfig } from './config.js';
 import { evaluate, type EvaluateResult } from './evaluate.js';
 import { runGate, type GateResult } from './gate.js';
-import { resolveQuantizeOptions, type Fidelity, type LatencySummary, type NodeDecision, type QuantizeOptions, type QuantizeResult, type ResolvedQuantizeOptions } from './options.js';
+import { resolveQuantizeOptions, type Fidelity, type LatencySummary, type NodeDecision, type OptimizeFor, type QuantizeOptions, type QuantizeResult, type ResolvedQuantizeOptions } from './options.js';
 import { quantizeStaticModel } from './quantize-static.js';
 import { syntheticSource } from './synthetic.js';
 
@@ -142,13 +142,16 @@ function slowerWarning(latency: LatencySummary | undefined, what: string, advice
  * A speed warning when the quantized model is slower than the float one at batch 1 (speedup below 1), with
  * the ratio and what to do about it. Nothing when there is no latency (models that could not be timed).
  */
-export function speedWarnings(latency: LatencySummary | undefined): string[] {
+export function speedWarnings(latency: LatencySummary | undefined, optimizeFor: OptimizeFor = 'speed'): string[] {
   return slowerWarning(
     latency,
     'quantized',
-    "ONNX Runtime's integer kernels win on wide layers (convolutions with 32+ channels, large MatMuls); narrow or depthwise convolutions, per-channel " +
-      'broadcasts and 8-bit pooling run slower than their float kernels. For batch-1 latency keep the float model, or ' +
-      'leave the slow layers float (--exclude-ops / --exclude-nodes) and compare again; `lowbit bench` times other batch sizes',
+    optimizeFor === 'size'
+      ? "--optimize-for size quantized every eligible layer, including those ONNX Runtime's CPU runs slower in int8 than in " +
+          'float; the default, --optimize-for speed, keeps those float (narrow stems, narrow depthwise convs, 8-bit MaxPool heads)'
+      : "ONNX Runtime's integer kernels win on wide layers (convolutions with 32+ channels, large MatMuls); narrow or depthwise convolutions, per-channel " +
+          'broadcasts and 8-bit pooling run slower than their float kernels. For batch-1 latency keep the float model, or ' +
+          'leave the slow layers float (--exclude-ops / --exclude-nodes) and compare again; `lowbit bench` times other batch sizes',
   );
 }
 
@@ -418,7 +421,7 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
     // Only when something was quantized (an unchanged float model would just be timing noise) and meant to
     // be fast: 16-bit activations and int4 weights have no integer kernels in ORT, and their notes say so.
     const integerKernels = (o.mode === 'dynamic' || o.mode === 'static') && (o.activationType === 'uint8' || o.activationType === 'int8') && o.weightType !== 'int4';
-    if (integerKernels && nodes.some((n) => n.quantized)) result.warnings.push(...speedWarnings(result.latency));
+    if (integerKernels && nodes.some((n) => n.quantized)) result.warnings.push(...speedWarnings(result.latency, o.optimizeFor));
     // MatMulNBits is meant to be faster too (fewer bytes to read); with accuracy_level 0 at 8 or 2 bits ORT's CPU kernel is not.
     if (o.mode === 'weight-only' && o.format === 'matmulnbits' && nodes.some((n) => n.quantized)) result.warnings.push(...weightOnlySpeedWarnings(result.latency, o.accuracyLevel));
   }

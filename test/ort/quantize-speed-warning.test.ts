@@ -14,7 +14,7 @@ import { ModelBuilder } from '../../src/onnx/builder.js';
 import { DataType } from '../../src/onnx/proto.js';
 import type { LatencySummary } from '../../src/pipeline/options.js';
 import { quantize, speedWarnings, weightOnlySpeedWarnings } from '../../src/pipeline/quantize.js';
-import { normalArray } from './quantize-static-fixtures.js';
+import { buildSmallCnn, normalArray } from './quantize-static-fixtures.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'lowbit-speed-warning-'));
 
@@ -33,6 +33,10 @@ describe('speed warning', () => {
     assert.deepEqual(speedWarnings(latency(0.8, 0.5)), []);
     assert.deepEqual(speedWarnings(latency(0.5, 0.5)), [], 'equal medians are not slower');
     assert.deepEqual(speedWarnings(undefined), []);
+    const [size] = speedWarnings(latency(0.5, 0.8), 'size');
+    assert.match(size!, /speedup 0\.63x/);
+    assert.match(size!, /--optimize-for size quantized every eligible layer/);
+    assert.match(size!, /--optimize-for speed, keeps those float/);
   });
 
   it('quantize() warns on a model whose int8 form is several times slower (measured 0.13-0.16x)', async () => {
@@ -63,4 +67,24 @@ it('weight-only speed warning: slower MatMulNBits says what to change (accuracy_
   const [w4] = weightOnlySpeedWarnings(lat(3, 4), 4);
   assert.match(w4!, /one token at a time, large layers/);
   assert.deepEqual(weightOnlySpeedWarnings(undefined, 0), []);
+});
+
+describe('optimizeFor', () => {
+  it('optimizeFor size quantizes the layers the speed policy keeps float, and verifies them', async () => {
+    const input = join(dir, 'cnn16.onnx');
+    await saveModel(buildSmallCnn(1).toProto(), input);
+    const calib = join(dir, 'cnn16.npy');
+    writeNpy(calib, normalArray([16, 3, 32, 32], 5));
+    const speed = await quantize({ input, output: join(dir, 'cnn16.speed.onnx'), calib, threads: 2 });
+    const size = await quantize({ input, output: join(dir, 'cnn16.size.onnx'), calib, threads: 2, optimizeFor: 'size' });
+    const byName = (r: typeof speed) => new Map(r.nodes.map((n) => [n.node, n]));
+    const [s, z] = [byName(speed), byName(size)];
+    for (const node of ['conv1', 'dwconv', 'pwconv']) {
+      assert.equal(s.get(node)!.quantized, false, `${node}: speed keeps it float`);
+      assert.match(s.get(node)!.detail, /float/);
+      assert.equal(z.get(node)!.quantized, true, `${node}: size quantizes it`);
+    }
+    assert.ok(size.sizeBytes.after < speed.sizeBytes.after, `${size.sizeBytes.after} < ${speed.sizeBytes.after}`);
+    assert.ok(size.fidelity.sqnrDb! > 25, `size-mode SQNR ${size.fidelity.sqnrDb}`);
+  });
 });

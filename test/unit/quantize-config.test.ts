@@ -29,13 +29,14 @@ describe('quantize config: schema', () => {
       excludeOps: ['Softmax'],
       symmetricActivations: true,
       reduceRange: true,
+      optimizeFor: 'size',
       maxDrop: 0.5,
       format: 'qoperator',
     };
     const c = parseQuantizeConfig(raw);
     assert.deepEqual(c, raw);
     assert.notEqual(c.excludeNodes, raw.excludeNodes);
-    assert.deepEqual(configKeys(), ['mode', 'method', 'movingAverage', 'averagingConstant', 'percentile', 'numBins', 'perChannel', 'weightType', 'activationType', 'excludeNodes', 'excludeOps', 'symmetricActivations', 'reduceRange', 'maxDrop', 'gateFallback', 'activationTypeOverrides', 'format', 'dynamicConv', 'bits', 'blockSize', 'algorithm', 'symmetric', 'accuracyLevel', 'actOrder', 'damp']);
+    assert.deepEqual(configKeys(), ['mode', 'method', 'movingAverage', 'averagingConstant', 'percentile', 'numBins', 'perChannel', 'weightType', 'activationType', 'excludeNodes', 'excludeOps', 'symmetricActivations', 'reduceRange', 'optimizeFor', 'maxDrop', 'gateFallback', 'activationTypeOverrides', 'format', 'dynamicConv', 'bits', 'blockSize', 'algorithm', 'symmetric', 'accuracyLevel', 'actOrder', 'damp']);
   });
 
   it('rejects an unknown key, naming it and listing the valid keys', () => {
@@ -87,19 +88,21 @@ describe('quantize config: merge', () => {
   });
 
   it('CLI flags override a config file', () => {
-    writeFileSync(p('lowbit.json'), JSON.stringify({ mode: 'static', method: 'percentile', percentile: 99.9, perChannel: false, activationType: 'int8', excludeOps: ['Softmax'], maxDrop: 2 }));
+    writeFileSync(p('lowbit.json'), JSON.stringify({ mode: 'static', method: 'percentile', percentile: 99.9, perChannel: false, activationType: 'int8', excludeOps: ['Softmax'], maxDrop: 2, optimizeFor: 'size' }));
     const fromFile = resolveQuantizeOptions(applyQuantizeConfig(toQuantizeOptions('m.onnx', { output: 'q.onnx', calib: 'x.npy', config: p('lowbit.json') })));
     assert.equal(fromFile.calibration.method, 'percentile');
     assert.equal(fromFile.perChannel, false);
     assert.equal(fromFile.activationType, 'int8');
     assert.deepEqual(fromFile.excludeOps, ['Softmax']);
     assert.equal(fromFile.maxDrop, 2);
-    const flags = toQuantizeOptions('m.onnx', { output: 'q.onnx', calib: 'x.npy', config: p('lowbit.json'), perChannel: true, activationType: 'uint8', excludeOps: ['Gemm'], maxDrop: 0.5, percentile: 99 });
+    assert.equal(fromFile.optimizeFor, 'size');
+    const flags = toQuantizeOptions('m.onnx', { output: 'q.onnx', calib: 'x.npy', config: p('lowbit.json'), perChannel: true, activationType: 'uint8', excludeOps: ['Gemm'], maxDrop: 0.5, percentile: 99, optimizeFor: 'speed' });
     const r = resolveQuantizeOptions(applyQuantizeConfig(flags));
     assert.equal(r.perChannel, true);
     assert.equal(r.activationType, 'uint8');
     assert.deepEqual(r.excludeOps, ['Gemm']);
     assert.equal(r.maxDrop, 0.5);
+    assert.equal(r.optimizeFor, 'speed');
     assert.deepEqual(r.calibration, { method: 'percentile', percentile: 99, numBins: 2048 });
   });
 
@@ -107,6 +110,9 @@ describe('quantize config: merge', () => {
     throwsLowbit(() => resolveQuantizeOptions(applyQuantizeConfig({ input: 'm.onnx', output: 'q.onnx', calib: 'x.npy', config: { maxDrop: -1 } })), 'BAD_OPTION', 'maxDrop must be a number of percentage points in [0, 100]');
     throwsLowbit(() => resolveQuantizeOptions(applyQuantizeConfig({ input: 'm.onnx', output: 'q.onnx', config: { maxDrop: 1 } })), 'BAD_OPTION', 'maxDrop needs samples');
     throwsLowbit(() => resolveQuantizeOptions(applyQuantizeConfig({ input: 'm.onnx', output: 'q.onnx', config: { reduceRange: true } })), 'BAD_OPTION', 'reduceRange applies to static mode only');
+    throwsLowbit(() => resolveQuantizeOptions(applyQuantizeConfig({ input: 'm.onnx', output: 'q.onnx', config: { optimizeFor: 'size' } })), 'BAD_OPTION', 'optimizeFor applies to static mode only');
+    throwsLowbit(() => parseQuantizeConfig({ optimizeFor: 'latency' }), 'BAD_OPTION', '"optimizeFor" must be one of "speed", "size"');
+    throwsLowbit(() => resolveQuantizeOptions({ input: 'm.onnx', output: 'q.onnx', mode: 'fp16', optimizeFor: 'size' }), 'BAD_OPTION', 'optimizeFor does not apply to fp16 mode');
     throwsLowbit(() => resolveQuantizeOptions({ input: 'm.onnx', output: 'q.onnx', config: { maxDrop: 1 } }), 'BAD_OPTION', 'config must be merged');
     throwsLowbit(() => applyQuantizeConfig({ input: 'm.onnx', output: 'q.onnx', config: 3 as never }), 'BAD_OPTION', 'config must be a file path or an object');
   });
@@ -123,6 +129,7 @@ describe('quantize config: writing', () => {
       numBins: 2048,
       symmetricActivations: false,
       reduceRange: false,
+      optimizeFor: 'speed',
       format: 'qdq',
       perChannel: true,
       weightType: 'int8',

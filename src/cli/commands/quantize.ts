@@ -8,6 +8,7 @@ import {
   GATE_FALLBACKS,
   MODEL_FORMATS,
   DYNAMIC_CONV,
+  OPTIMIZE_FOR,
   QUANT_MODES,
   WEIGHT_ALGORITHMS,
   WEIGHT_BITS,
@@ -17,6 +18,7 @@ import {
   type CalibMethod,
   type GateFallback,
   type ModelFormat,
+  type OptimizeFor,
   type QuantMode,
   type QuantizeOptions,
   type QuantizeResult,
@@ -62,6 +64,7 @@ interface QuantizeFlags extends ImageFlags {
   json?: boolean;
   symmetricActivations?: boolean;
   reduceRange?: boolean;
+  optimizeFor?: OptimizeFor;
   maxDrop?: number;
   gateFallback?: GateFallback;
   config?: string;
@@ -101,6 +104,7 @@ export function toQuantizeOptions(input: string, f: QuantizeFlags): QuantizeOpti
   if (f.threads !== undefined) o.threads = f.threads;
   if (f.symmetricActivations) o.symmetricActivations = true;
   if (f.reduceRange) o.reduceRange = true;
+  if (f.optimizeFor !== undefined) o.optimizeFor = f.optimizeFor;
   if (f.maxDrop !== undefined) o.maxDrop = f.maxDrop;
   if (f.gateFallback !== undefined) o.gateFallback = f.gateFallback;
   if (f.config !== undefined) o.config = f.config;
@@ -176,6 +180,7 @@ export function registerQuantize(program: Command): void {
     .addOption(new Option('--no-keep-io-types', 'fp16: float16 model inputs and outputs'))
     .addOption(new Option('--symmetric-activations', 'static mode: symmetric activation ranges (zero point in the middle)'))
     .addOption(new Option('--reduce-range', "static mode: 7-bit weights (ORT's reduce_range), for CPUs without VNNI"))
+    .addOption(choiceOption('--optimize-for <goal>', "static mode: 'speed' keeps float the layers ONNX Runtime's x86 CPU runs slower in int8 (narrow stems, narrow depthwise convs, 8-bit MaxPool heads; default), 'size' quantizes every eligible layer (smallest file; for other runtimes such as onnxruntime-web)", OPTIMIZE_FOR))
     .addOption(new Option('--max-drop <X>', 'accuracy gate: largest accepted drop in percentage points on the held-out samples (accuracy with --labels, else 100 - top-1 agreement %, else relative RMS output error %); the most sensitive layers are kept float until it holds').argParser(finiteNumber))
     .addOption(choiceOption('--gate-fallback <where>', "with --max-drop: keep sensitive layers 'float' (default) or at 'int16' (16-bit activations, mixed precision; static mode)", GATE_FALLBACKS))
     .option('--config <lowbit.json>', 'quantize options from a JSON file (flags given here override its values)')
