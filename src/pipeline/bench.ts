@@ -10,6 +10,9 @@ import { float32ArrayToFloat16 } from '../quant/float16.js';
 import { DTYPE_INFO, dtypeOfElemType } from '../runtime/arrays.js';
 import { batchSizeOf } from '../runtime/batching.js';
 import { Session, type OptimizationLevel, type ValueMeta } from '../runtime/session.js';
+import { WebSession } from '../runtime/web.js';
+import { loadModel } from '../io/model-file.js';
+import { encodeModel } from '../onnx/encode.js';
 import type { ProgressEvent } from './options.js';
 
 /** Size given to symbolic dims that are neither a batch axis nor named in `shapes`. */
@@ -27,10 +30,19 @@ export interface FeedShapeOptions {
   seed?: number;
 }
 
+/** Where models are timed: onnxruntime-node's CPU backend, or onnxruntime-web's WebAssembly one (what browsers run). */
+export const BENCH_BACKENDS = ['cpu', 'wasm'] as const;
+export type BenchBackend = (typeof BENCH_BACKENDS)[number];
+
 export interface BenchOptions extends FeedShapeOptions {
   /** Model file path (or bytes). */
   model: string | Uint8Array;
-  /** ORT intra-op threads (default 2). */
+  /**
+   * 'cpu' (default): onnxruntime-node. 'wasm': onnxruntime-web's WebAssembly backend run from Node, one thread
+   * (what every browser runs without cross-origin isolation); needs the optional onnxruntime-web package.
+   */
+  backend?: BenchBackend;
+  /** ORT intra-op threads (default 2; the wasm backend runs 1). */
   threads?: number;
   /** Timed runs (default 20). */
   runs?: number;
@@ -146,23 +158,55 @@ function sizeOfModel(model: string | Uint8Array): number {
 
 /** A loaded model ready to time. */
 interface Bencher {
-  session: Session;
+  run: (feeds: Record<string, NdArray>) => Promise<unknown>;
+  release: () => Promise<void>;
+  inputs: readonly ValueMeta[];
   feeds: Record<string, NdArray>;
   times: number[];
   sizeBytes: number;
 }
 
-async function prepare(model: string | Uint8Array, opts: Omit<BenchOptions, 'model'>): Promise<Bencher> {
-  const sizeBytes = sizeOfModel(model);
+/** The threads a run uses: 1 in wasm (an explicit other count is refused), else the option (default 2). */
+function threadsOf(opts: Omit<BenchOptions, 'model'>): number {
+  if (opts.backend === 'wasm') {
+    if (opts.threads !== undefined && opts.threads !== 1) {
+      throw new LowbitError('BAD_OPTION', `the wasm backend runs one thread (got threads ${opts.threads})`, 'drop --threads with --backend wasm (browsers without cross-origin isolation run onnxruntime-web single-threaded)');
+    }
+    return 1;
+  }
+  return opts.threads ?? 2;
+}
+
+/** The model's bytes for onnxruntime-web, external data inlined (read through loadModel's path checks). */
+async function webBytes(model: string | Uint8Array): Promise<Uint8Array> {
+  if (typeof model !== 'string') return model;
+  return encodeModel((await loadModel(model)).model);
+}
+
+async function openRunner(model: string | Uint8Array, opts: Omit<BenchOptions, 'model'>): Promise<Pick<Bencher, 'run' | 'release' | 'inputs'>> {
+  if (opts.backend === 'wasm') {
+    const web = await WebSession.create(await webBytes(model));
+    return { run: (f) => web.run(f), release: () => web.release(), inputs: web.inputs };
+  }
+  if (opts.backend !== undefined && opts.backend !== 'cpu') {
+    throw new LowbitError('BAD_OPTION', `unknown backend '${String(opts.backend)}'`, `use one of ${BENCH_BACKENDS.join(', ')}`);
+  }
   const session = await Session.create(model, {
     threads: opts.threads ?? 2,
     ...(opts.optimizationLevel ? { optimizationLevel: opts.optimizationLevel } : {}),
   });
+  return { run: (f) => session.run(f), release: () => session.release(), inputs: session.inputs };
+}
+
+async function prepare(model: string | Uint8Array, opts: Omit<BenchOptions, 'model'>): Promise<Bencher> {
+  const sizeBytes = sizeOfModel(model);
+  threadsOf(opts);
+  const session = await openRunner(model, opts);
   try {
     const missing = session.inputs.filter((m) => !opts.inputs?.[m.name]);
     const feeds = { ...randomFeeds(missing, opts) };
     for (const m of session.inputs) if (opts.inputs?.[m.name]) feeds[m.name] = opts.inputs[m.name]!;
-    return { session, feeds, times: [], sizeBytes };
+    return { ...session, feeds, times: [], sizeBytes };
   } catch (e) {
     await session.release();
     throw e;
@@ -171,15 +215,15 @@ async function prepare(model: string | Uint8Array, opts: Omit<BenchOptions, 'mod
 
 async function timeRun(b: Bencher): Promise<void> {
   const t0 = process.hrtime.bigint();
-  await b.session.run(b.feeds);
+  await b.run(b.feeds);
   b.times.push(Number(process.hrtime.bigint() - t0) / 1e6);
 }
 
 function result(b: Bencher, opts: Omit<BenchOptions, 'model'>, runs: number, warmup: number): BenchResult {
   return {
     sizeBytes: b.sizeBytes,
-    batch: batchSizeOf(b.session.inputs, b.feeds),
-    threads: opts.threads ?? 2,
+    batch: batchSizeOf(b.inputs, b.feeds),
+    threads: threadsOf(opts),
     runs,
     warmup,
     latencyMs: stats(b.times),
@@ -199,14 +243,14 @@ export async function bench(opts: BenchOptions): Promise<BenchResult> {
   checkCounts(runs, warmup);
   const b = await prepare(opts.model, opts);
   try {
-    for (let i = 0; i < warmup; i++) await b.session.run(b.feeds);
+    for (let i = 0; i < warmup; i++) await b.run(b.feeds);
     for (let i = 0; i < runs; i++) {
       await timeRun(b);
       opts.onProgress?.({ stage: 'bench', done: i + 1, total: runs });
     }
     return result(b, opts, runs, warmup);
   } finally {
-    await b.session.release();
+    await b.release();
   }
 }
 
@@ -245,7 +289,7 @@ export async function compareLatency(
     for (const [i, model] of [floatModel, quantModel].entries()) {
       const b = await prepare(model, opts);
       try {
-        for (let w = 0; w < warmup; w++) await b.session.run(b.feeds);
+        for (let w = 0; w < warmup; w++) await b.run(b.feeds);
         for (let r = 0; r < n; r++) await timeRun(b);
         times[i]!.push(...b.times);
         if (k === blocks - 1) {
@@ -253,7 +297,7 @@ export async function compareLatency(
           results[i] = result(b, opts, runs, warmup);
         }
       } finally {
-        await b.session.release();
+        await b.release();
       }
     }
     done += n;

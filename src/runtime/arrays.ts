@@ -137,3 +137,53 @@ export function argmaxLastAxis(arr: NdArray): Int32Array {
   }
   return out;
 }
+
+/** An input or output as ORT reports it. */
+export interface ValueMeta {
+  name: string;
+  /** false for sequences, maps and optionals. */
+  isTensor: boolean;
+  /** ORT's type name ('float32', 'int64', 'string', 'int4', ...); '' for non-tensors. */
+  type: string;
+  /** ONNX DataType (0 when unknown or not a tensor). */
+  elemType: number;
+  /**
+   * Dims: numbers fixed, strings symbolic, undefined unknown. ORT reports [] both for a 0-d
+   * tensor and for an unknown rank.
+   */
+  dims: (number | string | undefined)[];
+}
+
+/** ONNX DataType of each ORT tensor type name. */
+const ORT_ELEM_TYPE: Readonly<Record<string, number>> = {
+  ...Object.fromEntries(Object.entries(DTYPE_INFO).map(([d, i]) => [d, i.elemType])),
+  string: DataType.STRING,
+  int4: DataType.INT4,
+  uint4: DataType.UINT4,
+};
+
+/** ONNX DataType of an ORT tensor type name ('float32' -> 1), or undefined. */
+export function elemTypeOfOrtType(type: string): number | undefined {
+  return ORT_ELEM_TYPE[type];
+}
+
+/** ORT's metadata of an input or output (onnxruntime-node and -web report the same shape). */
+export interface OrtValueMetadata {
+  name: string;
+  isTensor: boolean;
+  type?: string;
+  shape?: readonly (number | string)[];
+}
+
+/** ORT's metadata -> ValueMeta. */
+export function toMeta(m: OrtValueMetadata): ValueMeta {
+  if (!m.isTensor) return { name: m.name, isTensor: false, type: '', elemType: 0, dims: [] };
+  const type = m.type ?? '';
+  return {
+    name: m.name,
+    isTensor: true,
+    type,
+    elemType: ORT_ELEM_TYPE[type] ?? 0,
+    dims: (m.shape ?? []).map((d) => (typeof d === 'number' && d >= 0 ? d : typeof d === 'string' && d !== '' ? d : undefined)),
+  };
+}

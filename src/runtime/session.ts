@@ -5,9 +5,8 @@ import { existsSync } from 'node:fs';
 import * as ort from 'onnxruntime-node';
 import { LowbitError } from '../errors.js';
 import type { DType, NdArray, TypedArray } from '../ndarray.js';
-import { DataType } from '../onnx/proto.js';
 import { float32ArrayToFloat16 } from '../quant/float16.js';
-import { DTYPE_INFO, checkArray, fmtDims } from './arrays.js';
+import { DTYPE_INFO, checkArray, fmtDims, toMeta, type ValueMeta } from './arrays.js';
 
 /** ORT graph optimization levels ('all' is ORT's default; it adds hardware-specific layouts). */
 export type OptimizationLevel = 'disabled' | 'basic' | 'extended' | 'all';
@@ -40,34 +39,8 @@ export interface SessionOptions {
   profilePrefix?: string;
 }
 
-/** An input or output as ORT reports it. */
-export interface ValueMeta {
-  name: string;
-  /** false for sequences, maps and optionals. */
-  isTensor: boolean;
-  /** ORT's type name ('float32', 'int64', 'string', 'int4', ...); '' for non-tensors. */
-  type: string;
-  /** ONNX DataType (0 when unknown or not a tensor). */
-  elemType: number;
-  /**
-   * Dims: numbers fixed, strings symbolic, undefined unknown. ORT reports [] both for a 0-d
-   * tensor and for an unknown rank.
-   */
-  dims: (number | string | undefined)[];
-}
-
-/** ONNX DataType of each ORT tensor type name. */
-const ORT_ELEM_TYPE: Readonly<Record<string, number>> = {
-  ...Object.fromEntries(Object.entries(DTYPE_INFO).map(([d, i]) => [d, i.elemType])),
-  string: DataType.STRING,
-  int4: DataType.INT4,
-  uint4: DataType.UINT4,
-};
-
-/** ONNX DataType of an ORT tensor type name ('float32' -> 1), or undefined. */
-export function elemTypeOfOrtType(type: string): number | undefined {
-  return ORT_ELEM_TYPE[type];
-}
+export type { ValueMeta } from './arrays.js';
+export { elemTypeOfOrtType } from './arrays.js';
 
 /** Parses ORT's message into something the user can act on (hint), keeping ORT's wording. */
 function runtimeError(what: string, e: unknown, hint: string): LowbitError {
@@ -101,17 +74,6 @@ function ortOptions(opts: SessionOptions): ort.InferenceSession.SessionOptions {
     o.profileFilePrefix = opts.profilePrefix;
   }
   return o;
-}
-
-function toMeta(m: ort.InferenceSession.ValueMetadata): ValueMeta {
-  if (!m.isTensor) return { name: m.name, isTensor: false, type: '', elemType: 0, dims: [] };
-  return {
-    name: m.name,
-    isTensor: true,
-    type: m.type,
-    elemType: ORT_ELEM_TYPE[m.type] ?? 0,
-    dims: m.shape.map((d) => (typeof d === 'number' && d >= 0 ? d : typeof d === 'string' && d !== '' ? d : undefined)),
-  };
 }
 
 /** NdArray -> ort.Tensor over the same storage (no copy). */

@@ -5,7 +5,7 @@
 
 import type { NdArray } from '../ndarray.js';
 import { LowbitError } from '../errors.js';
-import { DTYPE_INFO } from './arrays.js';
+import { DTYPE_INFO, toMeta, type ValueMeta } from './arrays.js';
 
 type OrtWeb = typeof import('onnxruntime-web');
 let ortWeb: Promise<OrtWeb> | undefined;
@@ -29,28 +29,67 @@ export interface WebExternalData {
   data: Uint8Array;
 }
 
+/** A model loaded in onnxruntime-web's wasm backend (one thread), run on NdArrays. */
+export class WebSession {
+  /** The model inputs as the web build reports them. */
+  readonly inputs: readonly ValueMeta[];
+
+  private constructor(
+    private readonly ort: OrtWeb,
+    private readonly session: Awaited<ReturnType<OrtWeb['InferenceSession']['create']>>,
+  ) {
+    this.inputs = session.inputMetadata.map(toMeta);
+  }
+
+  /**
+   * Loads `model` (its bytes) in the wasm backend.
+   * @throws LowbitError('RUNTIME') when onnxruntime-web is missing or cannot load the model (the message is ORT's).
+   */
+  static async create(model: Uint8Array, externalData: WebExternalData[] = []): Promise<WebSession> {
+    const ort = await load();
+    try {
+      return new WebSession(ort, await ort.InferenceSession.create(model, { executionProviders: ['wasm'], ...(externalData.length ? { externalData } : {}) }));
+    } catch (e) {
+      throw webError(e);
+    }
+  }
+
+  /** Runs `feeds` once; outputs of types an NdArray cannot hold are left out. @throws LowbitError('RUNTIME'). */
+  async run(feeds: Record<string, NdArray>): Promise<Record<string, NdArray>> {
+    try {
+      const inputs = Object.fromEntries(Object.entries(feeds).map(([k, a]) => [k, new this.ort.Tensor(a.dtype, a.data as never, a.shape)]));
+      const out = await this.session.run(inputs);
+      const result: Record<string, NdArray> = {};
+      for (const [name, t] of Object.entries(out)) {
+        const info = DTYPE_INFO[t.type as keyof typeof DTYPE_INFO];
+        if (info && t.data instanceof info.ctor) result[name] = { dtype: t.type as NdArray['dtype'], shape: [...t.dims], data: t.data } as NdArray;
+      }
+      return result;
+    } catch (e) {
+      throw webError(e);
+    }
+  }
+
+  async release(): Promise<void> {
+    await this.session.release();
+  }
+}
+
+function webError(e: unknown): LowbitError {
+  if (e instanceof LowbitError) return e;
+  return new LowbitError('RUNTIME', `onnxruntime-web (wasm) cannot run the model: ${(e as Error).message ?? String(e)}`, 'the web build lacks an operator or type this model uses: use another variant for the browser', { cause: e });
+}
+
 /**
  * Loads `model` (its bytes) in onnxruntime-web's wasm backend, runs `feeds` once and returns the outputs as
  * NdArrays (outputs of types an NdArray cannot hold are left out).
  * @throws LowbitError('RUNTIME') when the web build cannot load or run the model (the message is ORT's).
  */
 export async function runInWeb(model: Uint8Array, feeds: Record<string, NdArray>, externalData: WebExternalData[] = []): Promise<Record<string, NdArray>> {
-  const ort = await load();
-  let session: Awaited<ReturnType<OrtWeb['InferenceSession']['create']>> | undefined;
+  const session = await WebSession.create(model, externalData);
   try {
-    session = await ort.InferenceSession.create(model, { executionProviders: ['wasm'], ...(externalData.length ? { externalData } : {}) });
-    const inputs = Object.fromEntries(Object.entries(feeds).map(([k, a]) => [k, new ort.Tensor(a.dtype, a.data as never, a.shape)]));
-    const out = await session.run(inputs);
-    const result: Record<string, NdArray> = {};
-    for (const [name, t] of Object.entries(out)) {
-      const info = DTYPE_INFO[t.type as keyof typeof DTYPE_INFO];
-      if (info && t.data instanceof info.ctor) result[name] = { dtype: t.type as NdArray['dtype'], shape: [...t.dims], data: t.data } as NdArray;
-    }
-    return result;
-  } catch (e) {
-    if (e instanceof LowbitError) throw e;
-    throw new LowbitError('RUNTIME', `onnxruntime-web (wasm) cannot run the model: ${(e as Error).message ?? String(e)}`, 'the web build lacks an operator or type this model uses: use another variant for the browser', { cause: e });
+    return await session.run(feeds);
   } finally {
-    await session?.release();
+    await session.release();
   }
 }

@@ -45,6 +45,21 @@ test('bench on Silero VAD: the batch name is followed into the state inputs; sr 
   assert.equal(r.batch, 3);
 });
 
+test('bench in onnxruntime-web (wasm): one thread, same feeds and shapes; other thread counts refused', async () => {
+  const shapes = { 'p2o.DynamicDimension.1': 48, 'p2o.DynamicDimension.2': 192 };
+  const r = await bench({ model: OCR_CLS, backend: 'wasm', batch: 2, runs: 2, warmup: 1, shapes });
+  checkSane(r, 2);
+  assert.equal(r.threads, 1);
+  assert.equal(r.batch, 2);
+  assert.equal(r.sizeBytes, statSync(OCR_CLS).size);
+  assert.deepEqual(r.inputShapes, { x: [2, 3, 48, 192] });
+  const c = await compareLatency(OCR_CLS, readFileSync(OCR_CLS), { backend: 'wasm', runs: 2, warmup: 0, shapes });
+  assert.equal(c.float.threads, 1);
+  assert.ok(c.speedup > 0);
+  await assert.rejects(bench({ model: OCR_CLS, backend: 'wasm', threads: 2, runs: 1 }), (e: unknown) => e instanceof LowbitError && e.code === 'BAD_OPTION' && /wasm backend runs one thread/.test(e.message));
+  await assert.rejects(bench({ model: OCR_CLS, backend: 'gpu' as never, runs: 1 }), (e: unknown) => e instanceof LowbitError && e.code === 'BAD_OPTION' && /unknown backend 'gpu'/.test(e.message));
+});
+
 test('compareLatency times two models in alternating blocks and reports their ratio', async () => {
   const events: ProgressEvent[] = [];
   const c = await compareLatency(OCR_CLS, readFileSync(OCR_CLS), { runs: 4, warmup: 1, threads: 1, shapes: { 'p2o.DynamicDimension.1': 48, 'p2o.DynamicDimension.2': 96 }, onProgress: (e) => events.push(e) });

@@ -365,13 +365,27 @@ describe('lowbit eval and bench run real models in ONNX Runtime', { concurrency:
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stderr, '');
     const s = JSON.parse(r.stdout);
-    assert.deepEqual(Object.keys(s), ['sizeBytes', 'batch', 'threads', 'latencyMs', 'peakRssBytes']);
+    assert.deepEqual(Object.keys(s), ['backend', 'sizeBytes', 'batch', 'threads', 'latencyMs', 'peakRssBytes']);
+    assert.equal(s.backend, 'cpu');
     assert.equal(s.sizeBytes, statSync(join(ROOT, OCR_CLS)).size);
     assert.equal(s.batch, 2);
     assert.equal(s.threads, 1);
     assert.deepEqual(Object.keys(s.latencyMs), ['median', 'p90']);
     assert.ok(s.latencyMs.median > 0 && s.latencyMs.p90 >= s.latencyMs.median);
     assert.ok(s.peakRssBytes > 0);
+  });
+
+  test('bench --backend wasm: timed in onnxruntime-web, one thread; --threads 2 refused with the reason', async () => {
+    const r = await lowbit(['bench', OCR_CLS, '--backend', 'wasm', '--runs', '2', '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    const s = JSON.parse(r.stdout);
+    assert.equal(s.backend, 'wasm');
+    assert.equal(s.threads, 1);
+    assert.ok(s.latencyMs.median > 0);
+    const t = await lowbit(['bench', OCR_CLS, '--backend', 'wasm', '--runs', '1']);
+    assert.match(t.stdout, /│ backend +│ onnxruntime-web \(wasm\) +│/);
+    assertFails(await lowbit(['bench', OCR_CLS, '--backend', 'wasm', '--threads', '2']), 2, /the wasm backend runs one thread/);
+    assertFails(await lowbit(['bench', OCR_CLS, '--backend', 'gpu']), 2, /Allowed choices are cpu, wasm/);
   });
 
   test('bench: human table', async () => {

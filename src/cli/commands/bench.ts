@@ -1,14 +1,15 @@
-// `lowbit bench MODEL [--batch N] [--threads T] [--runs R]`: latency and memory of a model in ONNX
+// `lowbit bench MODEL [--backend cpu|wasm] [--batch N] [--threads T] [--runs R]`: latency and memory of a model in ONNX
 // Runtime on random inputs, via pipeline/bench.ts (loaded lazily). CLI only.
 
 import { InvalidArgumentError, type Command } from 'commander';
 import type { NdArray } from '../../ndarray.js';
 import { formatBytes, formatCount, formatMs } from '../../report/format.js';
 import { renderTable } from '../../report/table.js';
-import { batchOption, explainModelErrors, jsonOption, positiveInt, printJson, printText, requireFile, threadsOption } from '../args.js';
+import { batchOption, choiceOption, explainModelErrors, jsonOption, positiveInt, printJson, printText, requireFile, threadsOption } from '../args.js';
 import { stageProgress } from '../lazy.js';
 
 interface BenchFlags {
+  backend?: 'cpu' | 'wasm';
   data?: string;
   dim?: Record<string, number>;
   batch?: number;
@@ -19,6 +20,7 @@ interface BenchFlags {
 
 /** The --json object. */
 export interface BenchJson {
+  backend: 'cpu' | 'wasm';
   sizeBytes: number;
   batch: number;
   threads: number;
@@ -32,6 +34,7 @@ export function renderBench(model: string, r: BenchJson): string {
   return renderTable(
     ['metric', 'value'],
     [
+      ['backend', r.backend === 'wasm' ? 'onnxruntime-web (wasm)' : 'onnxruntime-node (cpu)'],
       ['model size', formatBytes(r.sizeBytes)],
       ['batch', formatCount(r.batch)],
       ['threads', formatCount(r.threads)],
@@ -67,8 +70,9 @@ async function firstSamples(model: string, data: string, batch: number): Promise
 export function registerBench(program: Command): void {
   program
     .command('bench')
-    .description('measure inference latency and peak memory in ONNX Runtime (random inputs)')
+    .description('measure inference latency and peak memory in ONNX Runtime, native (cpu) or WebAssembly (wasm) (random inputs)')
     .argument('<MODEL>', 'ONNX model file')
+    .addOption(choiceOption('--backend <name>', "'cpu' (onnxruntime-node, default) or 'wasm' (onnxruntime-web's WebAssembly backend, one thread, as browsers run it; needs the onnxruntime-web package)", ['cpu', 'wasm'] as const))
     .addOption(batchOption('samples per run (default: 1)'))
     .addOption(threadsOption())
     .option('--runs <R>', 'timed runs after 3 warm-up runs (default: 20)', positiveInt)
@@ -85,6 +89,7 @@ export function registerBench(program: Command): void {
         const inputs = flags.data === undefined ? undefined : await firstSamples(model, flags.data, flags.batch ?? 1);
         const r = await explainModelErrors([model], () => bench({
           model,
+          ...(flags.backend === undefined ? {} : { backend: flags.backend }),
           ...(inputs ? { inputs } : {}),
           ...(flags.dim && Object.keys(flags.dim).length ? { shapes: flags.dim } : {}),
           ...(flags.batch === undefined ? {} : { batch: flags.batch }),
@@ -92,7 +97,7 @@ export function registerBench(program: Command): void {
           ...(flags.runs === undefined ? {} : { runs: flags.runs }),
           onProgress: progress.onProgress,
         }));
-        result = { sizeBytes: r.sizeBytes, batch: r.batch, threads: r.threads, latencyMs: { median: r.latencyMs.median, p90: r.latencyMs.p90 }, peakRssBytes: r.peakRssBytes };
+        result = { backend: flags.backend ?? 'cpu', sizeBytes: r.sizeBytes, batch: r.batch, threads: r.threads, latencyMs: { median: r.latencyMs.median, p90: r.latencyMs.p90 }, peakRssBytes: r.peakRssBytes };
       } finally {
         progress.stop();
       }
