@@ -6,7 +6,7 @@
 import type { Graph } from '../onnx/ir.js';
 import type { NodeProto } from '../onnx/proto.js';
 import { dimsOf } from '../onnx/tensor.js';
-import { QDQ_RULES, REGION_STOPS, SPEED_RULES, type QdqRule, type RuleContext } from './rules/qdq/index.js';
+import { QDQ_RULES, REGION_STOPS, SPEED_RULES, type QdqRule, type RuleContext, type SpeedContext, type SpeedTarget } from './rules/qdq/index.js';
 import { presentInputs } from './rules/qdq/types.js';
 
 /** Where a quantized activation's parameters come from. */
@@ -61,6 +61,8 @@ export interface PlanOptions {
   initializersInInputsAreConstant?: boolean;
   /** Apply the speed table (rules/qdq/speed.ts): keep nodes float where ORT's int8 kernel is slower. Default false. */
   speedPolicy?: boolean;
+  /** Whose kernels the speed table follows: onnxruntime-node's CPU (default) or onnxruntime-web's wasm. */
+  speedTarget?: SpeedTarget;
 }
 
 const isDefault = (n: NodeProto): boolean => !n.domain || n.domain === 'ai.onnx';
@@ -81,7 +83,7 @@ export function planGraph(graph: Graph, opts: PlanOptions): QdqPlan {
   const byNode = new Map<NodeProto, NodePlan>();
   const excluded = (n: NodeProto): boolean => (n.name !== undefined && exNodes.has(n.name)) || exOps.has(n.opType ?? '');
   const ruled = (n: NodeProto): boolean => isDefault(n) && Object.hasOwn(QDQ_RULES, n.opType ?? '');
-  const speed = opts.speedPolicy === true ? speedDecisions(graph, ctx, order, excluded) : new Map<NodeProto, { reason: string; floatOutput: boolean }>();
+  const speed = opts.speedPolicy === true ? speedDecisions(graph, { ...ctx, target: opts.speedTarget ?? 'cpu' }, order, excluded) : new Map<NodeProto, { reason: string; floatOutput: boolean }>();
   // Outputs of excluded nodes stay float: a Q right after them (or after a Relu/Clip behind them) would let
   // ORT fuse the excluded node anyway (it quantizes float weights of a DQ -> Conv -> Q unit itself). The
   // same holds for nodes the speed table keeps float with `floatOutput`. Values say where the float comes from.
@@ -227,7 +229,7 @@ export function planGraph(graph: Graph, opts: PlanOptions): QdqPlan {
 /** The speed table's decisions, with the float regions `floatInputs` asks for (see rules/qdq/speed.ts). */
 function speedDecisions(
   graph: Graph,
-  ctx: RuleContext,
+  ctx: SpeedContext,
   order: NodeProto[],
   excluded: (n: NodeProto) => boolean,
 ): Map<NodeProto, { reason: string; floatOutput: boolean }> {

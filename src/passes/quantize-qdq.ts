@@ -15,7 +15,7 @@ import { planGraph, type NodePlan, type PlanOptions, type QdqPlan } from './qdq-
 import { padDepthwiseChannels } from './pad-channels.js';
 import { preprocessForQuantization } from './preprocess.js';
 import { poolBeforeActivation } from './pool-first.js';
-import { narrowStem } from './rules/qdq/speed.js';
+import { narrowStem, type SpeedTarget } from './rules/qdq/speed.js';
 import { bodyConstantsToInitializers, cloneModelDeep, hasBodies, hoistOuterConstants, planBodies, releaseHoisted, touchUp, type BodyPlan } from './qdq-subgraph.js';
 import { addQuantizedWeight, quantizeBias, quantizeWeight, readFloatConstant, removeIfUnused, type QuantizedWeight, type WeightClip } from './quant-weight.js';
 
@@ -63,7 +63,12 @@ export interface StaticQuantOptions {
    */
   speedPolicy?: boolean;
   /**
-   * With the speed policy: grow depthwise Convs whose channel count is not a multiple of 16 to the next
+   * Whose kernels the speed policy follows: 'cpu' (onnxruntime-node; default) or 'wasm' (onnxruntime-web: every
+   * depthwise Conv stays float and channels are not padded, rules/qdq/speed.ts).
+   */
+  speedTarget?: SpeedTarget;
+  /**
+   * With the speed policy (cpu target): grow depthwise Convs whose channel count is not a multiple of 16 to the next
    * multiple when that is at least 64 (zero channels, exact in float: passes/pad-channels.ts), so they run in
    * ORT's int8 depthwise kernel instead of staying float. Default true; false leaves the channels as they are.
    */
@@ -143,14 +148,14 @@ interface Prepared {
 function prepare(model: Model, opts: Partial<StaticQuantOptions>, isUnknownFloat: (name: string) => boolean): Prepared {
   const int4 = opts.weightType === 'int4';
   const pre = preprocessForQuantization(model, int4 ? { targetOpset: INT4_OPSET } : {});
-  if (opts.speedPolicy === true && !int4 && opts.padChannels !== false) {
+  if (opts.speedPolicy === true && !int4 && opts.padChannels !== false && opts.speedTarget !== 'wasm') {
     const padded = padDepthwiseChannels(pre.model);
     pre.model = padded.model;
     for (const g of padded.padded) pre.changes.push(`padded ${g.depthwise.join(', ')} from ${g.from} to ${g.to} channels (zero channels, exact) for ORT's int8 depthwise kernel`);
   }
   if (opts.speedPolicy === true && !int4) {
     // Behind a float stem, MaxPool before the activation keeps ORT from moving the int8 boundary into the pool (pool-first.ts).
-    const ctx = { graph: pre.model.graph, opset: pre.model.opset('') ?? 1 };
+    const ctx = { graph: pre.model.graph, opset: pre.model.opset('') ?? 1, target: opts.speedTarget ?? 'cpu' };
     const swapped = poolBeforeActivation(pre.model, (n) => (!n.domain || n.domain === 'ai.onnx') && n.opType === 'Conv' && narrowStem(n, ctx) !== undefined);
     pre.model = swapped.model;
     for (const s of swapped.swaps) pre.changes.push(`MaxPool ${s.pool} moved before ${s.activation} behind the float stem (exact: the activation is monotone) so the pool keeps ORT's float kernel`);
@@ -187,6 +192,7 @@ function prepare(model: Model, opts: Partial<StaticQuantOptions>, isUnknownFloat
     isFloat: (name) => (types.has(name) ? isFloatType(types.get(name)) : isUnknownFloat(name)),
     initializersInInputsAreConstant: irVersion < 4,
     speedPolicy: opts.speedPolicy === true && !int4 && !is16Bit(opts.activationType),
+    ...(opts.speedTarget ? { speedTarget: opts.speedTarget } : {}),
   };
   const plan = planGraph(graph, planOptions);
   const bodies = planBodies(graph, planOptions);

@@ -18,6 +18,7 @@
 //   symmetricActivations boolean            (static)
 //   reduceRange          boolean            (static, 8-bit weights)
 //   optimizeFor          "speed" | "size"   (static; speed keeps float the layers ORT's CPU runs slower in int8)
+//   backend              "cpu" | "wasm"     (the ONNX Runtime backend the model is for: speed rules and timing)
 //   maxDrop              number >= 0        (percentage points; the accuracy gate, src/pipeline/gate.ts)
 //   gateFallback         "float" | "int16"  (static; where the gate keeps sensitive layers)
 //   activationTypeOverrides { [node]: "uint8" | "int8" | "uint16" | "int16" }  (static; mixed precision per node)
@@ -35,7 +36,7 @@
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { LowbitError } from '../errors.js';
-import { ACTIVATION_TYPES, CALIB_METHODS, DYNAMIC_CONV, GATE_FALLBACKS, MODEL_FORMATS, OPTIMIZE_FOR, QUANT_MODES, WEIGHT_ALGORITHMS, WEIGHT_TYPES, type QuantizeOptions, type ResolvedQuantizeOptions } from './options.js';
+import { ACTIVATION_TYPES, BACKENDS, CALIB_METHODS, DYNAMIC_CONV, GATE_FALLBACKS, MODEL_FORMATS, OPTIMIZE_FOR, QUANT_MODES, WEIGHT_ALGORITHMS, WEIGHT_TYPES, type QuantizeOptions, type ResolvedQuantizeOptions } from './options.js';
 
 /** The contents of a lowbit.json config file. */
 export interface QuantizeConfig {
@@ -54,6 +55,8 @@ export interface QuantizeConfig {
   reduceRange?: boolean;
   /** Static placement: ORT CPU latency (default) or every eligible layer quantized. */
   optimizeFor?: QuantizeOptions['optimizeFor'];
+  /** The ONNX Runtime backend the model is for (onnxruntime-node cpu or onnxruntime-web wasm). */
+  backend?: QuantizeOptions['backend'];
   /** Largest accepted accuracy drop, percentage points (see src/pipeline/gate.ts). */
   maxDrop?: number;
   /** Where the gate puts sensitive layers: float (default) or 16-bit activations. */
@@ -99,6 +102,7 @@ function schema(): Record<keyof QuantizeConfig, FieldType> {
     symmetricActivations: { kind: 'boolean' },
     reduceRange: { kind: 'boolean' },
     optimizeFor: { kind: 'enum', values: OPTIMIZE_FOR },
+    backend: { kind: 'enum', values: BACKENDS },
     maxDrop: { kind: 'number' },
     gateFallback: { kind: 'enum', values: GATE_FALLBACKS },
     activationTypeOverrides: { kind: 'typeMap', values: ACTIVATION_TYPES },
@@ -263,6 +267,7 @@ export function configOf(o: ResolvedQuantizeOptions, excludeNodes: readonly stri
     c.symmetricActivations = o.symmetricActivations;
     c.reduceRange = o.reduceRange;
     c.optimizeFor = o.optimizeFor;
+    c.backend = o.backend;
     c.format = o.format;
   } else {
     c.dynamicConv = o.dynamicConv;

@@ -31,6 +31,9 @@ export const GATE_FALLBACKS = ['float', 'int16'] as const;
 /** What static placement optimizes for: ORT's x86 CPU latency (default) or the smallest file. */
 export const OPTIMIZE_FOR = ['speed', 'size'] as const;
 export type OptimizeFor = (typeof OPTIMIZE_FOR)[number];
+/** The ONNX Runtime backend a model is meant for: onnxruntime-node's CPU one, or onnxruntime-web's WebAssembly one. */
+export const BACKENDS = ['cpu', 'wasm'] as const;
+export type Backend = (typeof BACKENDS)[number];
 export type GateFallback = (typeof GATE_FALLBACKS)[number];
 
 export const ACTIVATION_TYPES = ['uint8', 'int8', 'uint16', 'int16'] as const;
@@ -167,6 +170,13 @@ export interface QuantizeOptions {
    */
   optimizeFor?: OptimizeFor;
   /**
+   * The ONNX Runtime backend the model is for: 'cpu' (onnxruntime-node; default) or 'wasm' (onnxruntime-web's
+   * WebAssembly backend, one thread, as browsers run it; needs the optional onnxruntime-web package). The
+   * report times both models there (calibration and fidelity still run in onnxruntime-node, with `threads`), and static mode's speed rules follow its kernels (wasm: every depthwise
+   * Conv stays float, no channel padding: ORT's wasm build has no fast int8 depthwise kernel).
+   */
+  backend?: Backend;
+  /**
    * The accuracy gate (src/pipeline/gate.ts): the largest accepted drop on the held-out samples, in
    * percentage points (accuracy drop with `labels`, else 100 − top-1 agreement %, else the relative RMS
    * output error in %). Layers are kept float, most sensitive first, until the drop is within it. Needs `calib`.
@@ -241,6 +251,8 @@ export interface LatencyMs {
 
 /** Float vs quantized latency, measured interleaved on the same machine. */
 export interface LatencySummary {
+  /** Where both models were timed. */
+  backend: Backend;
   batch: number;
   threads: number;
   float: { latencyMs: LatencyMs };
@@ -321,6 +333,7 @@ const KEYS: ReadonlySet<string> = new Set<keyof QuantizeOptions>([
   'symmetricActivations',
   'reduceRange',
   'optimizeFor',
+  'backend',
   'maxDrop',
   'gateFallback',
   'config',
@@ -450,6 +463,7 @@ export function resolveQuantizeOptions(o: QuantizeOptions): ResolvedQuantizeOpti
   }
   const gateFallback = oneOf('gateFallback', o.gateFallback, GATE_FALLBACKS, 'float');
   const optimizeFor = oneOf('optimizeFor', o.optimizeFor, OPTIMIZE_FOR, 'speed');
+  const backend = oneOf('backend', o.backend, BACKENDS, 'cpu');
   if (o.optimizeFor !== undefined && mode === 'dynamic') throw bad('optimizeFor applies to static mode only', 'pass --calib DATA (static mode), or drop --optimize-for');
   if (gateFallback === 'int16' && mode === 'dynamic') throw bad('gateFallback int16 applies to static mode only', 'pass --calib DATA (static mode), or use --gate-fallback float');
   if (gateFallback === 'int16' && (o.activationType === 'uint16' || o.activationType === 'int16')) {
@@ -490,6 +504,7 @@ export function resolveQuantizeOptions(o: QuantizeOptions): ResolvedQuantizeOpti
     symmetricActivations: o.symmetricActivations ?? false,
     reduceRange: o.reduceRange ?? false,
     optimizeFor,
+    backend,
     maxDrop: o.maxDrop,
     saveConfig,
     bits: o.bits ?? 4,

@@ -31,6 +31,7 @@ function staticOptions(o: ResolvedQuantizeOptions, excludeNodes: readonly string
     // 'speed': nodes whose ORT integer kernel is measured slower than the float one stay float
     // (rules/qdq/speed.ts), depthwise groups are padded; 'size': every eligible node is quantized.
     speedPolicy: o.optimizeFor === 'speed',
+    speedTarget: o.backend,
   };
 }
 

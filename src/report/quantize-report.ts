@@ -10,7 +10,7 @@ export interface QuantizeReportInput {
   output: string;
   sizeBytes: { before: number; after: number };
   fidelity: { samples: number; agreement?: number; sqnrDb?: number; cosine?: number; maxAbsError?: number; accuracy?: number; floatAccuracy?: number };
-  latency?: { float: { latencyMs: { median: number } }; quant: { latencyMs: { median: number } }; speedup: number; batch: number; threads: number };
+  latency?: { float: { latencyMs: { median: number } }; quant: { latencyMs: { median: number } }; speedup: number; batch: number; threads: number; backend?: 'cpu' | 'wasm' };
   verification: string;
   nodes: { node: string; opType: string; quantized: boolean; detail: string }[];
   warnings: string[];
@@ -67,7 +67,7 @@ export function renderQuantizeReport(r: QuantizeReportInput): string {
   ];
   if (r.latency) {
     rows.push([
-      `latency (batch ${r.latency.batch}, ${r.latency.threads} threads, median)`,
+      `latency (batch ${r.latency.batch}, ${r.latency.backend === 'wasm' ? 'wasm, ' : ''}${r.latency.threads} thread${r.latency.threads === 1 ? '' : 's'}, median)`,
       formatMs(r.latency.float.latencyMs.median),
       formatMs(r.latency.quant.latencyMs.median),
       r.latency.speedup >= 1 ? `${formatRatio(r.latency.speedup)} faster` : `${formatRatio(1 / r.latency.speedup)} SLOWER`,

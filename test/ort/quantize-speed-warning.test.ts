@@ -20,7 +20,7 @@ const dir = mkdtempSync(join(tmpdir(), 'lowbit-speed-warning-'));
 
 function latency(floatMs: number, quantMs: number): LatencySummary {
   const stats = (m: number) => ({ median: m, p90: m, min: m, mean: m, max: m });
-  return { batch: 1, threads: 2, float: { latencyMs: stats(floatMs) }, quant: { latencyMs: stats(quantMs) }, speedup: floatMs / quantMs };
+  return { backend: 'cpu', batch: 1, threads: 2, float: { latencyMs: stats(floatMs) }, quant: { latencyMs: stats(quantMs) }, speedup: floatMs / quantMs };
 }
 
 describe('speed warning', () => {
@@ -37,6 +37,9 @@ describe('speed warning', () => {
     assert.match(size!, /speedup 0\.63x/);
     assert.match(size!, /--optimize-for size quantized every eligible layer/);
     assert.match(size!, /--optimize-for speed, keeps those float/);
+    const [web] = speedWarnings({ ...latency(0.5, 0.8), backend: 'wasm', threads: 1 });
+    assert.match(web!, /speedup 0\.63x, onnxruntime-web wasm, 1 thread, medians/);
+    assert.match(web!, /For speed in the browser keep the float model; the int8 one is for download size/);
   });
 
   it('quantize() warns on a model whose int8 form is several times slower (measured 0.13-0.16x)', async () => {
@@ -59,7 +62,7 @@ describe('speed warning', () => {
 });
 
 it('weight-only speed warning: slower MatMulNBits says what to change (accuracy_level 0) or when it gains (4)', () => {
-  const lat = (f: number, q: number): LatencySummary => ({ batch: 1, threads: 2, float: { latencyMs: { median: f, p90: f, min: f, mean: f, max: f } }, quant: { latencyMs: { median: q, p90: q, min: q, mean: q, max: q } }, speedup: f / q });
+  const lat = (f: number, q: number): LatencySummary => ({ backend: 'cpu', batch: 1, threads: 2, float: { latencyMs: { median: f, p90: f, min: f, mean: f, max: f } }, quant: { latencyMs: { median: q, p90: q, min: q, mean: q, max: q } }, speedup: f / q });
   assert.deepEqual(weightOnlySpeedWarnings(lat(3, 1), 4), []);
   const [w0] = weightOnlySpeedWarnings(lat(3, 30), 0);
   assert.match(w0!, /slower than the float model at batch 1: 30\.0 ms vs 3\.00 ms/);
@@ -86,5 +89,21 @@ describe('optimizeFor', () => {
     }
     assert.ok(size.sizeBytes.after < speed.sizeBytes.after, `${size.sizeBytes.after} < ${speed.sizeBytes.after}`);
     assert.ok(size.fidelity.sqnrDb! > 25, `size-mode SQNR ${size.fidelity.sqnrDb}`);
+  });
+
+  it('backend wasm: the report times both models in onnxruntime-web (one thread) and keeps depthwise convs float for it', async () => {
+    const input = join(dir, 'cnn16.onnx');
+    await saveModel(buildSmallCnn(1).toProto(), input);
+    const calib = join(dir, 'cnn16w.npy');
+    writeNpy(calib, normalArray([16, 3, 32, 32], 5));
+    const r = await quantize({ input, output: join(dir, 'cnn16.wasm.onnx'), calib, threads: 2, backend: 'wasm' });
+    assert.equal(r.latency?.backend, 'wasm');
+    assert.equal(r.latency?.threads, 1);
+    const dw = r.nodes.find((n) => n.node === 'dwconv')!;
+    assert.equal(dw.quantized, false);
+    assert.match(dw.detail, /WebAssembly build has no fast int8 depthwise kernel/);
+    const slower = r.warnings.find((w) => /slower than the float model/.test(w));
+    if (slower) assert.match(slower, /onnxruntime-web wasm, 1 thread/);
+    assert.ok(r.fidelity.sqnrDb! > 25);
   });
 });

@@ -30,13 +30,14 @@ describe('quantize config: schema', () => {
       symmetricActivations: true,
       reduceRange: true,
       optimizeFor: 'size',
+      backend: 'wasm',
       maxDrop: 0.5,
       format: 'qoperator',
     };
     const c = parseQuantizeConfig(raw);
     assert.deepEqual(c, raw);
     assert.notEqual(c.excludeNodes, raw.excludeNodes);
-    assert.deepEqual(configKeys(), ['mode', 'method', 'movingAverage', 'averagingConstant', 'percentile', 'numBins', 'perChannel', 'weightType', 'activationType', 'excludeNodes', 'excludeOps', 'symmetricActivations', 'reduceRange', 'optimizeFor', 'maxDrop', 'gateFallback', 'activationTypeOverrides', 'format', 'dynamicConv', 'bits', 'blockSize', 'algorithm', 'symmetric', 'accuracyLevel', 'actOrder', 'damp']);
+    assert.deepEqual(configKeys(), ['mode', 'method', 'movingAverage', 'averagingConstant', 'percentile', 'numBins', 'perChannel', 'weightType', 'activationType', 'excludeNodes', 'excludeOps', 'symmetricActivations', 'reduceRange', 'optimizeFor', 'backend', 'maxDrop', 'gateFallback', 'activationTypeOverrides', 'format', 'dynamicConv', 'bits', 'blockSize', 'algorithm', 'symmetric', 'accuracyLevel', 'actOrder', 'damp']);
   });
 
   it('rejects an unknown key, naming it and listing the valid keys', () => {
@@ -96,13 +97,14 @@ describe('quantize config: merge', () => {
     assert.deepEqual(fromFile.excludeOps, ['Softmax']);
     assert.equal(fromFile.maxDrop, 2);
     assert.equal(fromFile.optimizeFor, 'size');
-    const flags = toQuantizeOptions('m.onnx', { output: 'q.onnx', calib: 'x.npy', config: p('lowbit.json'), perChannel: true, activationType: 'uint8', excludeOps: ['Gemm'], maxDrop: 0.5, percentile: 99, optimizeFor: 'speed' });
+    const flags = toQuantizeOptions('m.onnx', { output: 'q.onnx', calib: 'x.npy', config: p('lowbit.json'), perChannel: true, activationType: 'uint8', excludeOps: ['Gemm'], maxDrop: 0.5, percentile: 99, optimizeFor: 'speed', backend: 'wasm' });
     const r = resolveQuantizeOptions(applyQuantizeConfig(flags));
     assert.equal(r.perChannel, true);
     assert.equal(r.activationType, 'uint8');
     assert.deepEqual(r.excludeOps, ['Gemm']);
     assert.equal(r.maxDrop, 0.5);
     assert.equal(r.optimizeFor, 'speed');
+    assert.equal(r.backend, 'wasm');
     assert.deepEqual(r.calibration, { method: 'percentile', percentile: 99, numBins: 2048 });
   });
 
@@ -112,6 +114,7 @@ describe('quantize config: merge', () => {
     throwsLowbit(() => resolveQuantizeOptions(applyQuantizeConfig({ input: 'm.onnx', output: 'q.onnx', config: { reduceRange: true } })), 'BAD_OPTION', 'reduceRange applies to static mode only');
     throwsLowbit(() => resolveQuantizeOptions(applyQuantizeConfig({ input: 'm.onnx', output: 'q.onnx', config: { optimizeFor: 'size' } })), 'BAD_OPTION', 'optimizeFor applies to static mode only');
     throwsLowbit(() => parseQuantizeConfig({ optimizeFor: 'latency' }), 'BAD_OPTION', '"optimizeFor" must be one of "speed", "size"');
+    throwsLowbit(() => parseQuantizeConfig({ backend: 'webgpu' }), 'BAD_OPTION', '"backend" must be one of "cpu", "wasm"');
     throwsLowbit(() => resolveQuantizeOptions({ input: 'm.onnx', output: 'q.onnx', mode: 'fp16', optimizeFor: 'size' }), 'BAD_OPTION', 'optimizeFor does not apply to fp16 mode');
     throwsLowbit(() => resolveQuantizeOptions({ input: 'm.onnx', output: 'q.onnx', config: { maxDrop: 1 } }), 'BAD_OPTION', 'config must be merged');
     throwsLowbit(() => applyQuantizeConfig({ input: 'm.onnx', output: 'q.onnx', config: 3 as never }), 'BAD_OPTION', 'config must be a file path or an object');
@@ -130,6 +133,7 @@ describe('quantize config: writing', () => {
       symmetricActivations: false,
       reduceRange: false,
       optimizeFor: 'speed',
+      backend: 'cpu',
       format: 'qdq',
       perChannel: true,
       weightType: 'int8',

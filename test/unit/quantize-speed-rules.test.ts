@@ -116,6 +116,23 @@ describe('speed table: depthwise Conv', () => {
     assert.equal(unpadded(200, 5), false, 'not a multiple of 16');
     assert.equal(dw(16, 3, 8), true, 'a grouped Conv that is not depthwise');
   });
+
+  it('wasm target: every depthwise Conv stays float, unpadded, with its reader; other grouped convs and the 1x1 before it stay int8', () => {
+    const wasm = (c: number, k: number, group?: number) => {
+      const r = quantizeWithFakeRanges(depthwiseNet(c, k, group), { ...OPTS, speedTarget: 'wasm' });
+      return { d: new Map(r.report.nodes.map((n) => [n.name, n])), dims: r.model.graph.initializers.get('wd')?.dims.map(Number) };
+    };
+    for (const [c, k] of [[64, 3], [96, 5], [200, 5], [16, 3]] as const) {
+      const { d, dims } = wasm(c, k);
+      assert.equal(d.get('dw')!.quantized, false, `${c}-channel ${k}x${k}`);
+      assert.match(d.get('dw')!.reason!, new RegExp(`^kept float for speed: a ${c}-channel ${k}x${k} depthwise Conv; ONNX Runtime's WebAssembly build`));
+      assert.match(d.get('project')!.reason!, /comes from node 'dw' kept float for speed/);
+      assert.equal(d.get('expand')!.quantized, true);
+      assert.deepEqual(dims, [c, 1, k, k], 'channels not padded for wasm');
+    }
+    assert.equal(wasm(16, 3, 8).d.get('dw')!.quantized, true, 'a grouped Conv that is not depthwise');
+    assert.equal(decisions(depthwiseNet(200, 5)).get('dw')!.quantized, true, 'the cpu target (default) still pads and quantizes it');
+  });
 });
 
 /** x [N, 8, 16, 16] -> Conv 16 -> (Add 1 ->) MaxPool 2x2 -> (Conv 16 ->) GlobalAveragePool -> Flatten -> Gemm 4. */

@@ -4,6 +4,7 @@
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import {
   ACTIVATION_TYPES,
+  BACKENDS,
   CALIB_METHODS,
   GATE_FALLBACKS,
   MODEL_FORMATS,
@@ -15,6 +16,7 @@ import {
   WEIGHT_TYPES,
   resolveQuantizeOptions,
   type ActivationType,
+  type Backend,
   type CalibMethod,
   type GateFallback,
   type ModelFormat,
@@ -65,6 +67,7 @@ interface QuantizeFlags extends ImageFlags {
   symmetricActivations?: boolean;
   reduceRange?: boolean;
   optimizeFor?: OptimizeFor;
+  backend?: Backend;
   maxDrop?: number;
   gateFallback?: GateFallback;
   config?: string;
@@ -105,6 +108,7 @@ export function toQuantizeOptions(input: string, f: QuantizeFlags): QuantizeOpti
   if (f.symmetricActivations) o.symmetricActivations = true;
   if (f.reduceRange) o.reduceRange = true;
   if (f.optimizeFor !== undefined) o.optimizeFor = f.optimizeFor;
+  if (f.backend !== undefined) o.backend = f.backend;
   if (f.maxDrop !== undefined) o.maxDrop = f.maxDrop;
   if (f.gateFallback !== undefined) o.gateFallback = f.gateFallback;
   if (f.config !== undefined) o.config = f.config;
@@ -180,7 +184,8 @@ export function registerQuantize(program: Command): void {
     .addOption(new Option('--no-keep-io-types', 'fp16: float16 model inputs and outputs'))
     .addOption(new Option('--symmetric-activations', 'static mode: symmetric activation ranges (zero point in the middle)'))
     .addOption(new Option('--reduce-range', "static mode: 7-bit weights (ORT's reduce_range), for CPUs without VNNI"))
-    .addOption(choiceOption('--optimize-for <goal>', "static mode: 'speed' keeps float the layers ONNX Runtime's x86 CPU runs slower in int8 (narrow stems, narrow depthwise convs, 8-bit MaxPool heads; default), 'size' quantizes every eligible layer (smallest file; for other runtimes such as onnxruntime-web)", OPTIMIZE_FOR))
+    .addOption(choiceOption('--optimize-for <goal>', "static mode: 'speed' keeps float the layers ONNX Runtime's x86 CPU runs slower in int8 (narrow stems, narrow depthwise convs, 8-bit MaxPool heads; default), 'size' quantizes every eligible layer (smallest file)", OPTIMIZE_FOR))
+    .addOption(choiceOption('--backend <name>', "the ONNX Runtime backend the model is for: 'cpu' (onnxruntime-node, default) or 'wasm' (onnxruntime-web's WebAssembly backend, as browsers run it: the report times both models there, one thread, and static mode keeps every depthwise Conv float; needs the onnxruntime-web package)", BACKENDS))
     .addOption(new Option('--max-drop <X>', 'accuracy gate: largest accepted drop in percentage points on the held-out samples (accuracy with --labels, else 100 - top-1 agreement %, else relative RMS output error %); the most sensitive layers are kept float until it holds').argParser(finiteNumber))
     .addOption(choiceOption('--gate-fallback <where>', "with --max-drop: keep sensitive layers 'float' (default) or at 'int16' (16-bit activations, mixed precision; static mode)", GATE_FALLBACKS))
     .option('--config <lowbit.json>', 'quantize options from a JSON file (flags given here override its values)')

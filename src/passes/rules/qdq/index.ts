@@ -8,7 +8,7 @@ import { mergeRuleTables } from './types.js';
 
 export type { OutputMode, QdqRule, QdqRuleTable, RuleContext, WeightSpec } from './types.js';
 export { mergeRuleTables } from './types.js';
-export { REGION_STOPS, SPEED_RULES, type SpeedDecision, type SpeedRule } from './speed.js';
+export { REGION_STOPS, SPEED_RULES, type SpeedContext, type SpeedDecision, type SpeedRule, type SpeedTarget } from './speed.js';
 
 /** Every op type static quantization handles (default ONNX domain). */
 export const QDQ_RULES = mergeRuleTables(COMPUTE_RULES, ELEMENTWISE_RULES, LAYOUT_RULES, ACTIVATION_RULES);

@@ -30,8 +30,18 @@ export interface SpeedDecision {
   floatInputs?: boolean;
 }
 
+/**
+ * The ONNX Runtime backend the rules are for: 'cpu' (onnxruntime-node, MLAS with AVX-512 VNNI here) or 'wasm'
+ * (onnxruntime-web's WebAssembly build, 128-bit SIMD, one thread), whose integer kernels differ.
+ */
+export type SpeedTarget = 'cpu' | 'wasm';
+
+export interface SpeedContext extends RuleContext {
+  readonly target: SpeedTarget;
+}
+
 /** One row: a decision to keep the node float, or undefined to quantize it. */
-export type SpeedRule = (node: NodeProto, ctx: RuleContext) => SpeedDecision | undefined;
+export type SpeedRule = (node: NodeProto, ctx: SpeedContext) => SpeedDecision | undefined;
 
 /** Channels of the image a "stem" Conv reads: RGB, RGBA, gray. */
 const STEM_MAX_INPUT_CHANNELS = 4;
@@ -50,7 +60,7 @@ const STEM_MAX_KERNEL = 3;
  * vs Conv 0.80 ms; end to end at batch 1 the model goes from 0.86x to 0.89x (1 thread), 0.83x to 0.92x
  * (2 threads). Counter-example kept in int8: a 3->64 7x7/2 stem (K = 147), 1.75x -> 2.56x when quantized.
  */
-export function narrowStem(n: NodeProto, ctx: RuleContext): SpeedDecision | undefined {
+export function narrowStem(n: NodeProto, ctx: SpeedContext): SpeedDecision | undefined {
   const x = n.input[0];
   const w = n.input[1] ? ctx.graph.initializers.get(n.input[1]) : undefined;
   if (!x || !w || !ctx.graph.isGraphInput(x) || ctx.graph.initializers.has(x)) return undefined;
@@ -97,7 +107,7 @@ function convDownstream(n: NodeProto, ctx: RuleContext): boolean {
  * uint8 MaxPool 3.39 ms vs float 0.29 ms; end to end at batch 1, with the stem rule, 0.89x -> 0.91x
  * (1 thread), 0.92x -> 0.96x (2 threads).
  */
-function maxPoolHead(n: NodeProto, ctx: RuleContext): SpeedDecision | undefined {
+function maxPoolHead(n: NodeProto, ctx: SpeedContext): SpeedDecision | undefined {
   const x = n.input[0];
   const producer = x ? ctx.graph.producer(x) : undefined;
   if (!producer || NHWC_OPS.has(producer.opType ?? '')) return undefined;
@@ -145,14 +155,30 @@ const DEPTHWISE_CHANNEL_ALIGN = 16;
  * cls at batch 32, 1 thread, kernel sum per run: 33.5 ms unpadded -> 27.0 ms padded (float 30-38 ms).
  * Narrower groups are not padded: 8-48 channel int8 depthwise convs stay 2-5x slower even at 16-64 channels.
  */
-function depthwise(n: NodeProto, ctx: RuleContext): SpeedDecision | undefined {
+/*
+ * wasm: every depthwise Conv stays float, at any width, with its readers. onnxruntime-web's build has no
+ * symmetric int8 depthwise kernel (MlasConvSymDepthwise is x86/ARM code), so its QLinearConv runs each group
+ * through the generic path: PP-OCR cls's 208-channel 5x5 depthwise conv 5.7 ms int8 vs ~1 ms float (per-node
+ * profile, batch 1). Measured in onnxruntime-web 1.30 from Node, 1 thread, p10 of 150 runs after warm-up,
+ * speedup over fp32, cpu rules -> these: digit MobileNet batch 1 0.65x -> 0.93x, batch 32 0.63x -> 0.87x;
+ * PP-OCR cls batch 1 0.36x -> 0.72x, batch 32 0.36x -> 0.71x. Quantizing the pointwise convs behind the
+ * float depthwise ones (a Q after each) was slower (MobileNet batch 1 0.64x): in wasm, 1x1 convs on small
+ * maps lose to their Q/DQ pairs. Dense 3x3 convs gain (digit CNN 1.70x / 1.61x under both rule sets).
+ */
+function depthwise(n: NodeProto, ctx: SpeedContext): SpeedDecision | undefined {
   const w = n.input[1] ? ctx.graph.initializers.get(n.input[1]) : undefined;
   const group = attrInt(n, 'group', 1);
   if (!w || group <= 1) return undefined;
   const dims = dimsOf(w);
   if (dims.length !== 4 || dims[0] !== group || dims[1] !== 1) return undefined;
-  if (group % DEPTHWISE_CHANNEL_ALIGN === 0 && group >= DEPTHWISE_MIN_CHANNELS) return undefined;
   const kernel = attrInts(n, 'kernel_shape') ?? dims.slice(2);
+  if (ctx.target === 'wasm') {
+    return {
+      reason: `kept float for speed: a ${group}-channel ${kernel.join('x')} depthwise Conv; ONNX Runtime's WebAssembly build has no fast int8 depthwise kernel (the pair moves behind its readers)`,
+      floatOutput: true,
+    };
+  }
+  if (group % DEPTHWISE_CHANNEL_ALIGN === 0 && group >= DEPTHWISE_MIN_CHANNELS) return undefined;
   return {
     reason: `kept float for speed: a ${group}-channel ${kernel.join('x')} depthwise Conv is slower in ORT's int8 kernel than in its float one (the pair moves behind its readers)`,
     floatOutput: true,
@@ -160,7 +186,7 @@ function depthwise(n: NodeProto, ctx: RuleContext): SpeedDecision | undefined {
 }
 
 /** Conv rows: a narrow stem, then depthwise filters. */
-function conv(n: NodeProto, ctx: RuleContext): SpeedDecision | undefined {
+function conv(n: NodeProto, ctx: SpeedContext): SpeedDecision | undefined {
   return narrowStem(n, ctx) ?? depthwise(n, ctx);
 }
 
