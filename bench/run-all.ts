@@ -2,7 +2,7 @@
 // Run one alone with: node --import tsx bench/<name>.ts
 import { spawnSync } from 'node:child_process';
 
-const BENCHES = ['codec.ts', 'quant.ts', 'data.ts', 'dynamic.ts', 'static.ts', 'calib.ts', 'real-models.ts', 'methods.ts', 'vs-pytorch.ts', 'weight-only.ts', 'large-model.ts', 'qoperator.ts', 'train.ts'];
+const BENCHES = ['codec.ts', 'quant.ts', 'data.ts', 'dynamic.ts', 'static.ts', 'web.ts', 'calib.ts', 'real-models.ts', 'methods.ts', 'vs-pytorch.ts', 'weight-only.ts', 'large-model.ts', 'qoperator.ts', 'train.ts'];
 for (const b of BENCHES) {
   console.log(`\n### bench/${b}\n`);
   const r = spawnSync(process.execPath, ['--import', 'tsx', `bench/${b}`], { stdio: 'inherit' });
