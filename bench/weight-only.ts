@@ -14,7 +14,8 @@
 // Peak RSS: one child process per model that creates its ONNX Runtime session and runs it once (VmHWM).
 // About 10 minutes on the 2-core VM (hqq and gptq take most of it).
 // Run: node --import tsx bench/weight-only.ts [--only transformer,rec] [--runs N] [--no-rss] [--no-decode] [--markdown]
-//        [--layers 6] [--d 512] [--heads 8] [--ffn 2048] [--vocab 8192] [--seq 64]
+//        [--layers 6] [--d 512] [--heads 8] [--ffn 2048] [--vocab 8192] [--seq 64] [--web]
+// --web adds, for the decode-shaped transformer, fp32 vs variant in onnxruntime-web's wasm backend (one thread).
 
 import { spawnSync } from 'node:child_process';
 import { peakRssBytes } from './timing.js';
@@ -64,6 +65,8 @@ const RUNS = num('runs', 36);
 const ONLY = new Set((arg('only') ?? 'transformer,rec').split(','));
 const MARKDOWN = process.argv.includes('--markdown');
 const RSS = !process.argv.includes('--no-rss');
+/** Also time the decode-shaped variants in onnxruntime-web's wasm backend (one thread): what transformers.js runs in browsers. */
+const WEB = process.argv.includes('--web');
 const T: TransformerOptions = { layers: num('layers', 6), dModel: num('d', 512), heads: num('heads', 8), ffn: num('ffn', 2048), vocab: num('vocab', 8192), seq: num('seq', 64), seed: 1 };
 const CALIB_SEQS = 64;
 const EVAL_SEQS = 32;
@@ -247,7 +250,15 @@ try {
       for (const v of VARIANTS.filter((x) => DECODE.has(x.name))) {
         const { out } = await produce(v, 'transformer-s1', fp32s1, s1Dir, calib);
         const cmp = await compareLatency(fp32s1, out, { ...latOpts, runs: DECODE_RUNS, inputs });
-        decodeRows.push([`transformer ${T.layers}L d${T.dModel}, seq 1`, v.name, formatMs(cmp.float.latencyMs.median), formatMs(cmp.quant.latencyMs.median), formatRatio(cmp.speedup)]);
+        const web = WEB ? await compareLatency(fp32s1, out, { batch: 1, backend: 'wasm', runs: DECODE_RUNS, warmup: 5, blocks: 6, inputs }) : undefined;
+        decodeRows.push([
+          `transformer ${T.layers}L d${T.dModel}, seq 1`,
+          v.name,
+          formatMs(cmp.float.latencyMs.median),
+          formatMs(cmp.quant.latencyMs.median),
+          formatRatio(cmp.speedup),
+          ...(web ? [formatMs(web.float.latencyMs.median), formatMs(web.quant.latencyMs.median), formatRatio(web.speedup)] : []),
+        ]);
         console.error(`done: decode ${v.name} (${((performance.now() - started) / 1000).toFixed(0)} s in all)`);
       }
     }
@@ -265,7 +276,8 @@ console.log(
 );
 if (decodeRows.length) {
   console.log('');
-  console.log(renderTable(['model', 'variant', 'b1 fp32', 'b1 variant', 'speed-up'], decodeRows, { style: MARKDOWN ? 'markdown' : 'unicode' }));
+  const webHead = WEB ? ['wasm fp32', 'wasm variant', 'wasm speed-up'] : [];
+  console.log(renderTable(['model', 'variant', 'b1 fp32', 'b1 variant', 'speed-up', ...webHead], decodeRows, { style: MARKDOWN ? 'markdown' : 'unicode' }));
 }
 console.log(
   `\nonnxruntime-node, CPU, ${THREADS} threads, batch 1. Transformer: ${T.layers} layers, d ${T.dModel}, ${T.heads} heads, ffn ${T.ffn}, vocab ${T.vocab}, seq ${T.seq} (fixed; ` +
@@ -277,6 +289,6 @@ console.log(
     `"4-bit rtn b32" is q4 without the embeddings. Latency: medians of ${RUNS} runs per model in 6 alternating fp32/variant blocks (fresh session per block, 2 warm-up runs), ` +
     `one real evaluation sample, fp32 re-timed beside every variant (the fp32 row: one bench of ${RUNS} runs); 〃 = the graph of the rtn row above ` +
     `(hqq and gptq change values, not the graph), not timed again.` +
-    (decodeRows.length ? ` Second table: the same transformer built with seq 1 (M = 1 in every MatMul, a decode step without KV cache), ${DECODE_RUNS} runs per model, one graph form per row (hqq / gptq write the rtn graph with other values).` : '') +
+    (decodeRows.length ? ` Second table: the same transformer built with seq 1 (M = 1 in every MatMul, a decode step without KV cache), ${DECODE_RUNS} runs per model, one graph form per row (hqq / gptq write the rtn graph with other values)${WEB ? '; wasm columns: onnxruntime-web, WebAssembly backend, one thread, 5 warm-up runs per block' : ''}.` : '') +
     (RSS ? ` Peak RSS: VmHWM of a child process (node + tsx + imports) that creates the session and runs it once, lower of two children; the same process without a session: ${baselines.join(', ')}.` : ''),
 );
