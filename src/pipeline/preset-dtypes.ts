@@ -49,3 +49,6 @@ export const DTYPE_HANDLES: Readonly<Record<TransformersJsDtype, string>> = {
   q2: 'MatMul / Gemm with constant weights, Gather on a constant table',
   q2f16: 'MatMul / Gemm with constant weights, Gather on a constant table, float32 tensors',
 };
+
+/** Timed runs per model in onnxruntime-web, after the checking run (which warms the wasm code up). */
+export const WEB_TIMED_RUNS = 3;

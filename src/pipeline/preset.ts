@@ -7,7 +7,7 @@ import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { freemem } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { LowbitError } from '../errors.js';
-import { loadModel, saveModel } from '../io/model-file.js';
+import { loadModel, saveModel, type ExternalSource } from '../io/model-file.js';
 import type { NdArray } from '../ndarray.js';
 import { Model } from '../onnx/ir.js';
 import { convertFloat16 } from '../passes/float16.js';
@@ -19,11 +19,11 @@ import { sqnrDb } from '../quant/metrics.js';
 import { openModelData } from '../data/calib-data.js';
 import { asNumbers } from '../runtime/arrays.js';
 import { Session } from '../runtime/session.js';
-import { runInWeb } from '../runtime/web.js';
+import { WebSession, type WebExternalData } from '../runtime/web.js';
 import { WEIGHT_ONLY_ACCURACY_LEVEL, type ProgressEvent } from './options.js';
 import { modelInputs } from './quantize.js';
 import { syntheticSource } from './synthetic.js';
-import { BLOCK, BNB4_BLOCK, DTYPE_SUFFIX, TRANSFORMERS_JS_DTYPES, type TransformersJsDtype } from './preset-dtypes.js';
+import { BLOCK, BNB4_BLOCK, DTYPE_SUFFIX, TRANSFORMERS_JS_DTYPES, WEB_TIMED_RUNS, type TransformersJsDtype } from './preset-dtypes.js';
 
 export { DTYPE_DESCRIPTION, DTYPE_SUFFIX, TRANSFORMERS_JS_DTYPES, type TransformersJsDtype } from './preset-dtypes.js';
 
@@ -65,6 +65,10 @@ export interface PresetVariant {
   error?: string;
   /** 'ok', the error message, 'skipped' (the web check was turned off) or 'skipped: why'. */
   web: string;
+  /** Median ms per run of this variant in onnxruntime-web (wasm, one thread) on the check sample, when it ran there. */
+  webMs?: number;
+  /** The same for the float32 source model (its reference in the browser's runtime). */
+  sourceWebMs?: number;
 }
 
 export interface PresetResult {
@@ -208,6 +212,7 @@ export async function quantizeTransformersJs(o: PresetOptions): Promise<PresetRe
     // The float32 model on the same synthetic sample: the reference, and the proof that the sample is a valid input.
     let refError: string | undefined;
     const ref = feeds ? await runNode(file, feeds, o.threads).catch((e: unknown) => void (refError = message(e))) : undefined;
+    let sourceWeb: { ms: number | undefined } | undefined; // the float32 model timed in wasm once, beside the first variant checked there
     for (const dtype of dtypes) {
       const out = join(o.outputDir ?? dirname(file), `${basename(file, '.onnx')}${DTYPE_SUFFIX[dtype]}.onnx`);
       let built: ReturnType<typeof buildVariant>;
@@ -242,11 +247,13 @@ export async function quantizeTransformersJs(o: PresetOptions): Promise<PresetRe
         else if (o.web !== false) {
           try {
             const external = (saved.dataPaths ?? []).map((p) => ({ path: basename(p), data: new Uint8Array(readFileSync(p)) }));
-            await runInWeb(new Uint8Array(readFileSync(out)), feeds, external);
+            v.webMs = await timeInWeb(new Uint8Array(readFileSync(out)), feeds, external);
             v.web = 'ok';
           } catch (e) {
             v.web = message(e);
           }
+          sourceWeb ??= { ms: await timeSourceInWeb(file, loaded.externalSources, feeds) };
+          if (sourceWeb.ms !== undefined) v.sourceWebMs = sourceWeb.ms;
         }
       }
       variants.push(v);
@@ -254,6 +261,38 @@ export async function quantizeTransformersJs(o: PresetOptions): Promise<PresetRe
     }
   }
   return { variants, skipped };
+}
+
+/**
+ * Runs `model` once in onnxruntime-web (the check: throws when the web build cannot load or run it), then times
+ * WEB_TIMED_RUNS more runs; their median, ms.
+ */
+async function timeInWeb(model: Uint8Array, feeds: Record<string, NdArray>, external: WebExternalData[] = []): Promise<number> {
+  const session = await WebSession.create(model, external);
+  try {
+    await session.run(feeds);
+    const ms: number[] = [];
+    for (let i = 0; i < WEB_TIMED_RUNS; i++) {
+      const t0 = performance.now();
+      await session.run(feeds);
+      ms.push(performance.now() - t0);
+    }
+    return ms.sort((a, b) => a - b)[Math.floor(ms.length / 2)]!;
+  } finally {
+    await session.release();
+  }
+}
+
+/** The float32 source's wasm time (its external data files passed as written in the model), or undefined when it does not run there. */
+async function timeSourceInWeb(file: string, sources: readonly ExternalSource[], feeds: Record<string, NdArray>): Promise<number | undefined> {
+  try {
+    const files = new Map(sources.map((e) => [e.location, e.file]));
+    if ([...files.values()].reduce((n, f) => n + statSync(f).size, statSync(file).size) > WEB_CHECK_MAX_BYTES) return undefined;
+    const external = [...files].map(([location, f]) => ({ path: location, data: new Uint8Array(readFileSync(f)) }));
+    return await timeInWeb(new Uint8Array(readFileSync(file)), feeds, external);
+  } catch {
+    return undefined;
+  }
 }
 
 /** Samples of `data` the variants are checked on. */

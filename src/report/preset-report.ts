@@ -1,14 +1,17 @@
 // The summary table of `lowbit quantize DIR --preset transformers.js`: one row per written variant (file, size and
-// ratio to float32, output SQNR against float32, whether it runs in onnxruntime-node and in onnxruntime-web). Pure.
+// ratio to float32, output SQNR against float32, whether it runs in onnxruntime-node and in onnxruntime-web, and its
+// time per run there against the float32 model's). Pure.
 
 import type { PresetResult } from '../pipeline/preset.js';
-import { DTYPE_DESCRIPTION, DTYPE_HANDLES } from '../pipeline/preset-dtypes.js';
-import { formatBytes, formatDb, formatRatio } from './format.js';
+import { DTYPE_DESCRIPTION, DTYPE_HANDLES, WEB_TIMED_RUNS } from '../pipeline/preset-dtypes.js';
+import { formatBytes, formatDb, formatMs, formatRatio } from './format.js';
 import { renderTable, type Cell } from './table.js';
 
 const fileName = (p: string): string => p.split(/[\\/]/).pop() ?? p;
 const skipped = (status: string): boolean => status.startsWith('skipped');
 const mark = (status: string): string => (status === 'ok' ? '✓' : skipped(status) ? '-' : '✗');
+/** float32 time / variant time: "2.10x faster" or "14.3x SLOWER". */
+const speed = (r: number): string => (r >= 1 ? `${formatRatio(r)} faster` : `${formatRatio(1 / r)} SLOWER`);
 
 /** The table, the dtype legend, files skipped as inputs, and a line per variant that failed to run. */
 export function renderPresetReport(r: PresetResult): string {
@@ -20,12 +23,18 @@ export function renderPresetReport(r: PresetResult): string {
     v.sqnrDb === undefined ? '-' : formatDb(v.sqnrDb),
     mark(v.node),
     mark(v.web),
+    v.webMs === undefined ? '-' : formatMs(v.webMs),
+    v.webMs === undefined || v.sourceWebMs === undefined ? '-' : speed(v.sourceWebMs / v.webMs),
   ]);
-  const out = [renderTable(['file', 'dtype', 'size', 'smaller', 'SQNR vs fp32', 'ort-node', 'ort-web (wasm)'], rows)];
+  const out = [renderTable(['file', 'dtype', 'size', 'smaller', 'SQNR vs fp32', 'ort-node', 'ort-web (wasm)', 'wasm time', 'wasm vs fp32'], rows)];
   const sources = [...new Set(r.variants.map((v) => v.source))];
   for (const s of sources) {
     const v = r.variants.find((x) => x.source === s)!;
-    out.push(`${fileName(s)}: fp32 ${formatBytes(v.sourceBytes)}; SQNR on one synthetic sample (floats uniform in [0, 1), integer inputs 0)`);
+    const web = r.variants.find((x) => x.source === s && x.sourceWebMs !== undefined)?.sourceWebMs;
+    out.push(
+      `${fileName(s)}: fp32 ${formatBytes(v.sourceBytes)}${web === undefined ? '' : `, ${formatMs(web)} per run in onnxruntime-web (wasm, 1 thread, median of ${WEB_TIMED_RUNS})`}; ` +
+        'SQNR on one synthetic sample (floats uniform in [0, 1), integer inputs 0)',
+    );
   }
   const dtypes = [...new Set(r.variants.map((v) => v.dtype))];
   out.push('', ...dtypes.map((d) => `${d}: ${DTYPE_DESCRIPTION[d]}`));

@@ -29,6 +29,7 @@ test('transformers.js preset: all dtypes written, named, run in node and web, si
     for (const v of r.variants) {
       assert.equal(v.node, 'ok', `${v.dtype} runs in onnxruntime-node`);
       assert.equal(v.web, 'ok', `${v.dtype} runs in onnxruntime-web (wasm)`);
+      assert.ok(v.webMs! > 0 && v.sourceWebMs! > 0, `${v.dtype} timed in wasm beside float32: ${v.webMs} / ${v.sourceWebMs}`);
       assert.ok(v.quantizedNodes > 0, `${v.dtype} rewrote nodes`);
       assert.ok(v.bytes < v.sourceBytes, `${v.dtype} is smaller than float32`);
     }

@@ -8,7 +8,8 @@ test('preset report: rows, legend, a variant that converted nothing, a web failu
   const base = { source: '/m/onnx/model.onnx', sourceBytes: 4_000_000, node: 'ok', web: 'ok' };
   const text = renderPresetReport({
     variants: [
-      { ...base, dtype: 'q4', output: '/m/onnx/model_q4.onnx', bytes: 600_000, quantizedNodes: 12, sqnrDb: 21.5 },
+      { ...base, dtype: 'q4', output: '/m/onnx/model_q4.onnx', bytes: 600_000, quantizedNodes: 12, sqnrDb: 21.5, webMs: 42, sourceWebMs: 2.1 },
+      { ...base, dtype: 'q8', output: '/m/onnx/model_quantized.onnx', bytes: 1_100_000, quantizedNodes: 12, sqnrDb: 30, webMs: 1.05, sourceWebMs: 2.1 },
       { ...base, dtype: 'bnb4', output: '/m/onnx/model_bnb4.onnx', bytes: 4_000_000, quantizedNodes: 0, sqnrDb: Infinity, web: 'no kernel for MatMulBnb4' },
       { ...base, dtype: 'fp16', output: '/m/onnx/model_fp16.onnx', bytes: 2_000_000, quantizedNodes: 40, web: 'skipped: over 1 GiB (the wasm heap is 4 GiB)' },
       { ...base, dtype: 'q4f16', output: '/m/onnx/model_q4f16.onnx', bytes: 0, quantizedNodes: 0, node: 'skipped: not written', web: 'skipped: not written', error: 'a pass refused the model (do this)' },
@@ -19,6 +20,10 @@ test('preset report: rows, legend, a variant that converted nothing, a web failu
     ],
   });
   assert.match(text, /model_q4\.onnx\s*│ q4\s*│\s*600 kB\s*│\s*6\.67x\s*│\s*21\.5 dB/);
+  assert.match(text, /model_q4\.onnx .*│\s*42\.0 ms\s*│ 20\.00x SLOWER\s*│/);
+  assert.match(text, /model_quantized\.onnx .*│ 2\.00x faster\s*│/);
+  assert.match(text, /model\.onnx: fp32 4\.0 MB, 2\.10 ms per run in onnxruntime-web \(wasm, 1 thread, median of 3\)/);
+  assert.match(text, /model_fp16\.onnx .*│\s*-\s*│\s*-\s*│$/m);
   assert.match(text, /^q4: MatMulNBits 4-bit/m);
   assert.match(text, /!!! model_bnb4\.onnx: no node was converted \(bnb4 rewrites MatMul \/ Gemm with a constant weight; the model has none\)/);
   assert.match(text, /!!! model_bnb4\.onnx does not run in onnxruntime-web: no kernel for MatMulBnb4/);
