@@ -156,7 +156,7 @@ export function speedWarnings(latency: LatencySummary | undefined, optimizeFor: 
       ? "--optimize-for size quantized every eligible layer, including those ONNX Runtime's CPU runs slower in int8 than in " +
           'float; the default, --optimize-for speed, keeps those float (narrow stems, narrow depthwise convs, 8-bit MaxPool heads)'
       : latency?.backend === 'wasm'
-        ? "In onnxruntime-web's WebAssembly build, int8 pays on dense convolutions and large MatMuls (1.6-2.2x measured); " +
+        ? "In onnxruntime-web's WebAssembly build, static int8 pays on dense convolutions and MatMuls over many rows (1.6-2.2x measured); " +
             'depthwise and 1x1 convolutions on small maps run slower than in float even with the depthwise convs kept float. ' +
             'For speed in the browser keep the float model; the int8 one is for download size'
         : "ONNX Runtime's integer kernels win on wide layers (convolutions with 32+ channels, large MatMuls); narrow or depthwise convolutions, per-channel " +
@@ -170,9 +170,13 @@ export function weightOnlySpeedWarnings(latency: LatencySummary | undefined, acc
   return slowerWarning(
     latency,
     'weight-only',
-    accuracyLevel !== 4
-      ? `MatMulNBits with accuracy_level ${accuracyLevel} computes with float activations; ONNX Runtime's CPU kernel for that is slow (8 and 2 bits: 12-17x slower than float32, measured): use --accuracy-level 4 (int8 activations per block)`
-      : 'MatMulNBits gains where weights dominate the time (one token at a time, large layers); for wide batches or small layers keep the float model for speed',
+    latency?.backend === 'wasm'
+      ? "onnxruntime-web's WebAssembly build has no fast MatMulNBits kernel (measured on a 6-layer d=512 transformer, one token: " +
+          '4-bit 12-14x, 8-bit ~15x slower than float32 MatMul, in both the MatMulNBits and the blocked DequantizeLinear form): ' +
+          'in the browser the weight-only file buys download size, not speed'
+      : accuracyLevel !== 4
+        ? `MatMulNBits with accuracy_level ${accuracyLevel} computes with float activations; ONNX Runtime's CPU kernel for that is slow (8 and 2 bits: 12-17x slower than float32, measured): use --accuracy-level 4 (int8 activations per block)`
+        : 'MatMulNBits gains where weights dominate the time (one token at a time, large layers); for wide batches or small layers keep the float model for speed',
   );
 }
 
@@ -434,8 +438,9 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
     // be fast: 16-bit activations and int4 weights have no integer kernels in ORT, and their notes say so.
     const integerKernels = (o.mode === 'dynamic' || o.mode === 'static') && (o.activationType === 'uint8' || o.activationType === 'int8') && o.weightType !== 'int4';
     if (integerKernels && nodes.some((n) => n.quantized)) result.warnings.push(...speedWarnings(result.latency, o.optimizeFor));
-    // MatMulNBits is meant to be faster too (fewer bytes to read); with accuracy_level 0 at 8 or 2 bits ORT's CPU kernel is not.
-    if (o.mode === 'weight-only' && o.format === 'matmulnbits' && nodes.some((n) => n.quantized)) result.warnings.push(...weightOnlySpeedWarnings(result.latency, o.accuracyLevel));
+    // MatMulNBits is meant to be faster too (fewer bytes to read); with accuracy_level 0 at 8 or 2 bits ORT's CPU kernel is not,
+    // and in wasm neither form is.
+    if (o.mode === 'weight-only' && (o.format === 'matmulnbits' || o.backend === 'wasm') && nodes.some((n) => n.quantized)) result.warnings.push(...weightOnlySpeedWarnings(result.latency, o.accuracyLevel));
   }
   if (gate) {
     result.gate = {

@@ -70,6 +70,10 @@ it('weight-only speed warning: slower MatMulNBits says what to change (accuracy_
   const [w4] = weightOnlySpeedWarnings(lat(3, 4), 4);
   assert.match(w4!, /one token at a time, large layers/);
   assert.deepEqual(weightOnlySpeedWarnings(undefined, 0), []);
+  const [web] = weightOnlySpeedWarnings({ ...lat(5, 80), backend: 'wasm', threads: 1 }, 4);
+  assert.match(web!, /onnxruntime-web wasm, 1 thread/);
+  assert.match(web!, /no fast MatMulNBits kernel/);
+  assert.match(web!, /buys download size, not speed/);
 });
 
 describe('optimizeFor', () => {
