@@ -1,6 +1,8 @@
 // Weight-only blockwise quantization: MatMul and Gemm weights quantized to 2, 4 or 8 bits in blocks along K,
-// activations left float. Two output forms: com.microsoft MatMulNBits (ONNX Runtime's weight-only kernel), or the
-// standard blocked DequantizeLinear (opset 21) feeding a float MatMul. Pure; used by pipeline/.
+// activations left float. Three output forms: com.microsoft MatMulNBits (ONNX Runtime's weight-only kernel); the
+// standard blocked DequantizeLinear (opset 21) feeding a float MatMul; or the codes unpacked to float by standard
+// Cast / Gather / Sub / Mul nodes on constants, which ONNX Runtime folds when the session loads (download size of
+// the codes, speed and memory of float32). Pure; used by pipeline/.
 
 import { attrFloat, attrInt, makeAttribute } from '../onnx/attributes.js';
 import { MS_DOMAIN, makeNode, type Graph, type Model } from '../onnx/ir.js';
@@ -21,8 +23,14 @@ import { definingGraph, nodePath, touchScopes, weightScopes } from './graph-scop
 export const WEIGHT_ONLY_ALGORITHMS = ['rtn', 'hqq'] as const;
 export type WeightOnlyAlgorithm = (typeof WEIGHT_ONLY_ALGORITHMS)[number];
 
-/** matmulnbits: com.microsoft MatMulNBits; qdq: DequantizeLinear (blocked, opset 21) -> MatMul. */
-export const WEIGHT_ONLY_FORMATS = ['matmulnbits', 'qdq'] as const;
+/**
+ * matmulnbits: com.microsoft MatMulNBits; qdq: DequantizeLinear (blocked, opset 21) -> MatMul; unpack-on-load:
+ * (Cast(codes) - zero point) * scale from constants -> MatMul, folded to a float32 weight by ONNX Runtime's constant
+ * folding when the session is created. ORT does not fold DequantizeLinear and fuses it with the MatMul into
+ * MatMulNBits, which onnxruntime-web's WebAssembly build runs 14-25x slower than float32; the unpacked form runs
+ * at float32 speed there (measured: 6-layer d=512 transformer, one token, 1.08x in wasm, 0.96x in onnxruntime-node).
+ */
+export const WEIGHT_ONLY_FORMATS = ['matmulnbits', 'qdq', 'unpack-on-load'] as const;
 export type WeightOnlyFormat = (typeof WEIGHT_ONLY_FORMATS)[number];
 
 /** MatMulNBits' accuracy_level values: 0 unset (the kernel's default), 1 fp32, 2 fp16, 3 bf16, 4 int8 compute of A. */
@@ -110,6 +118,9 @@ export function checkWeightOnlyOptions(o: WeightOnlyOptions): CheckedWeightOnlyO
   if (o.symmetric && algorithm === 'hqq' && !o.quantizeWeight) throw bad('hqq optimises a zero point per block: it has no symmetric form', 'drop --symmetric, or use --algorithm rtn');
   if (format === 'qdq' && o.bits === 2) {
     throw bad('2-bit weights in DequantizeLinear need INT2/UINT2 tensors (opset 25); lowbit writes opset 21 at most', 'use --format matmulnbits for 2 bits (ONNX Runtime runs 2-bit MatMulNBits), or --bits 4');
+  }
+  if (format === 'unpack-on-load' && o.bits === 2) {
+    throw bad('2-bit codes need INT2/UINT2 tensors to Cast from (opset 25); lowbit writes opset 21 at most', 'use --bits 4 or 8 with --format unpack-on-load, or --format matmulnbits for 2 bits');
   }
   if (o.defer !== undefined && typeof o.defer !== 'boolean') throw bad('defer must be true or false', 'pass defer: true to quantize each weight as the model is saved');
   if (o.subgraphs !== undefined && typeof o.subgraphs !== 'boolean') throw bad('subgraphs must be true or false', 'pass subgraphs: false to leave If/Loop/Scan bodies float');
@@ -206,12 +217,14 @@ export function quantizeWeightOnly(model: Model, opts: WeightOnlyOptions): { mod
   }
 
   const g = out.graph;
-  if (todo.length && o.format === 'qdq') {
+  // qdq: blocked DequantizeLinear needs opset 21; unpack-on-load: Cast from INT4 / UINT4 too (8-bit codes Cast at any opset).
+  if (todo.length && (o.format === 'qdq' || (o.format === 'unpack-on-load' && o.bits === 4))) {
     const from = out.opset('') ?? 1;
     if (from < 21) {
       const up = upgradeOpset(g, from, 21);
       if (!up.upgraded) {
-        throw new LowbitError('UNSUPPORTED_MODEL', `the qdq form needs opset 21 (blocked DequantizeLinear), and this opset-${from} model cannot be raised to it: ${up.blockers.slice(0, 3).join('; ')}`, 'use --format matmulnbits (com.microsoft MatMulNBits works at any opset)');
+        const why = o.format === 'qdq' ? 'blocked DequantizeLinear' : 'Cast from INT4 / UINT4';
+        throw new LowbitError('UNSUPPORTED_MODEL', `the ${o.format} form needs opset 21 (${why}), and this opset-${from} model cannot be raised to it: ${up.blockers.slice(0, 3).join('; ')}`, `use --format matmulnbits (com.microsoft MatMulNBits works at any opset)${o.format === 'unpack-on-load' ? ', or --bits 8' : ''}`);
       }
       out.setOpset('', up.to);
     }
@@ -242,7 +255,7 @@ export function quantizeWeightOnly(model: Model, opts: WeightOnlyOptions): { mod
     release(owner, ref.name);
     return p;
   };
-  // qdq: one DequantizeLinear per weight, in the graph owning it. Not in each body reading an outer weight: ORT 1.30
+  // qdq / unpack-on-load: one DequantizeLinear (or unpacking chain) per weight, in the graph owning it. Not in each body reading an outer weight: ORT 1.30
   // fuses a body's DequantizeLinear -> MatMul into MatMulNBits, then fails to find the outer-scope codes ("Missing
   // required weight" from TransposeDQWeightsForMatMulNBits) and refuses the model at the default optimization level.
   const dequantized = new Map<Graph, Map<PreparedWeight, string>>();
@@ -251,7 +264,7 @@ export function quantizeWeightOnly(model: Model, opts: WeightOnlyOptions): { mod
     let byWeight = dequantized.get(at);
     if (!byWeight) dequantized.set(at, (byWeight = new Map()));
     let y = byWeight.get(p);
-    if (y === undefined) byWeight.set(p, (y = addDequantizeNode(at, o, p)));
+    if (y === undefined) byWeight.set(p, (y = o.format === 'qdq' ? addDequantizeNode(at, o, p) : addUnpackNodes(at, o, p)));
     return [y];
   };
 
@@ -281,7 +294,7 @@ export function quantizeWeightOnly(model: Model, opts: WeightOnlyOptions): { mod
         release(definingGraph(g, c) ?? g, c);
       } else addC = c;
     }
-    const mmOut = addC !== undefined || (bias !== undefined && o.format === 'qdq') ? g.freshName(`${y}_matmul`) : y;
+    const mmOut = addC !== undefined || (bias !== undefined && o.format !== 'matmulnbits') ? g.freshName(`${y}_matmul`) : y;
     if (o.format === 'matmulnbits') {
       const attrs = [
         makeAttribute('K', p.K),
@@ -315,7 +328,7 @@ export function quantizeWeightOnly(model: Model, opts: WeightOnlyOptions): { mod
 
 /** The report's form, e.g. "MatMulNBits 4-bit, block 32, asym, rtn". */
 function formLabel(o: CheckedWeightOnlyOptions, hook: string | undefined): string {
-  const what = o.format === 'matmulnbits' ? 'MatMulNBits' : 'DequantizeLinear (blocked) + MatMul';
+  const what = o.format === 'matmulnbits' ? 'MatMulNBits' : o.format === 'qdq' ? 'DequantizeLinear (blocked) + MatMul' : 'codes unpacked on load + MatMul';
   const algo = hook ?? o.algorithm;
   return `${what} ${o.bits}-bit, block ${o.blockSize}, ${o.symmetric ? 'sym' : 'asym'}, ${algo}${o.accuracyLevel ? `, accuracy_level ${o.accuracyLevel}` : ''}`;
 }
@@ -462,6 +475,41 @@ function addDequantizeTensors(g: Graph, o: CheckedWeightOnlyOptions, job: Weight
     return [pack(t.x), toFloatType(t.scale, floatType), ...(t.zeroPoint ? [pack(t.zeroPoint)] : [])];
   });
   return { name: ref.name, K, N, inputs };
+}
+
+/**
+ * Adds to `g` the unpacking of a prepared weight (the qdq form's codes [K, N], scale [nb, N], zero point [nb, N]):
+ * (Cast(codes) - Gather(Cast(zero point), block)) * Gather(scale, block), block = [floor(k / blockSize)] for k < K.
+ * Every input is a constant, so ONNX Runtime folds the chain into a float [K, N] initializer when the session loads.
+ * Returns the float weight's name.
+ */
+function addUnpackNodes(g: Graph, o: CheckedWeightOnlyOptions, p: PreparedWeight): string {
+  const [codes, scale, zeroPoint] = p.inputs as [string, string, string | undefined];
+  const floatType = g.initializer(scale)?.dataType ?? DataType.FLOAT;
+  const blockIndex = g.freshName(`${p.name}_block_index`);
+  g.setInitializer(makeTensor(blockIndex, DataType.INT64, [p.K], BigInt64Array.from({ length: p.K }, (_, k) => BigInt(Math.floor(k / o.blockSize)))));
+  const name = (what: string): string => g.freshName(`${p.name}_${what}`);
+  const cast = name('codes_float');
+  const blockScale = name('block_scale');
+  const y = name('unpacked');
+  const nodes: NodeProto[] = [
+    makeNode('Cast', [codes], [cast], { name: name('Cast'), attribute: [makeAttribute('to', floatType)] }),
+    makeNode('Gather', [scale, blockIndex], [blockScale], { name: name('GatherScale'), attribute: [makeAttribute('axis', 0)] }),
+  ];
+  let centred = cast;
+  if (zeroPoint !== undefined) {
+    const zf = name('zero_point_float');
+    const blockZero = name('block_zero_point');
+    centred = name('centred');
+    nodes.push(
+      makeNode('Cast', [zeroPoint], [zf], { name: name('CastZeroPoint'), attribute: [makeAttribute('to', floatType)] }),
+      makeNode('Gather', [zf, blockIndex], [blockZero], { name: name('GatherZeroPoint'), attribute: [makeAttribute('axis', 0)] }),
+      makeNode('Sub', [cast, blockZero], [centred], { name: name('Sub') }),
+    );
+  }
+  nodes.push(makeNode('Mul', [centred, blockScale], [y], { name: name('Mul') }));
+  g.addNodes(nodes, 0);
+  return y;
 }
 
 /** Adds to `g` the blocked DequantizeLinear of a prepared qdq weight (whose tensors `g` sees); returns its output. */

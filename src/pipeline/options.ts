@@ -44,7 +44,7 @@ export type ActivationType = (typeof ACTIVATION_TYPES)[number];
  * passes/qdq-to-qoperator.ts). Weight-only mode: matmulnbits (com.microsoft MatMulNBits, its default) or qdq (blocked
  * DequantizeLinear -> MatMul, opset 21).
  */
-export const MODEL_FORMATS = ['qdq', 'qoperator', 'matmulnbits'] as const;
+export const MODEL_FORMATS = ['qdq', 'qoperator', 'matmulnbits', 'unpack-on-load'] as const;
 /** Dynamic mode: what Conv becomes (float by default: ORT's CPU ConvInteger measured 2.5–5x slower than its float Conv). */
 export const DYNAMIC_CONV = ['float', 'ConvInteger'] as const;
 export type ModelFormat = (typeof MODEL_FORMATS)[number];
@@ -400,16 +400,16 @@ export function resolveQuantizeOptions(o: QuantizeOptions): ResolvedQuantizeOpti
     const given: string[] = (['weightType', 'activationType', 'perChannel', 'dynamicConv', 'gateFallback', 'symmetricActivations', 'reduceRange', 'optimizeFor'] as const).filter((k) => o[k] !== undefined);
     if (Object.keys(o.activationTypeOverrides ?? {}).length) given.push('activationTypeOverrides');
     if (given.length) throw bad(`${given.join(', ')} ${given.length > 1 ? 'do' : 'does'} not apply to weight-only mode`, 'drop them: weight-only mode quantizes MatMul/Gemm weights blockwise (--bits, --block-size, --algorithm, --symmetric) and keeps activations float');
-    if (o.format === 'qoperator') throw bad('the qoperator format applies to static mode only', 'weight-only mode writes --format matmulnbits (default) or qdq');
+    if (o.format === 'qoperator') throw bad('the qoperator format applies to static mode only', 'weight-only mode writes --format matmulnbits (default), qdq or unpack-on-load');
     if (o.algorithm !== undefined) oneOf('algorithm', o.algorithm, WEIGHT_ALGORITHMS, 'rtn');
     const gptq = o.algorithm === 'gptq';
     if (gptq && calib === undefined) throw bad('gptq needs calibration data: it compensates each weight\'s rounding error using the activations that reach it', 'pass --calib DATA (samples for the model inputs), or use --algorithm rtn / hqq (data-free)');
     if (!gptq && (o.actOrder !== undefined || o.damp !== undefined)) throw bad('actOrder and damp apply to --algorithm gptq only', 'add --algorithm gptq, or drop --act-order / --no-act-order / --damp');
     if (o.actOrder !== undefined && typeof o.actOrder !== 'boolean') throw bad('actOrder must be true or false');
     if (o.damp !== undefined && !(typeof o.damp === 'number' && o.damp > 0 && o.damp < 1)) throw bad(`damp must be a number in (0, 1) (got ${JSON.stringify(o.damp)})`, 'use 0.01 (the default) or raise it, e.g. 0.1, when GPTQ reports a Hessian that is not positive definite');
-    checkWeightOnlyOptions({ bits: o.bits ?? 4, blockSize: o.blockSize ?? 32, ...(o.symmetric !== undefined ? { symmetric: o.symmetric } : {}), ...(o.algorithm !== undefined && o.algorithm !== 'gptq' ? { algorithm: o.algorithm } : {}), format: o.format === 'qdq' ? 'qdq' : 'matmulnbits', ...(o.accuracyLevel !== undefined ? { accuracyLevel: o.accuracyLevel } : {}) });
-  } else if (o.format === 'matmulnbits') {
-    throw bad('the matmulnbits format applies to weight-only mode only', 'pass --mode weight-only, or use --format qdq / qoperator (static mode)');
+    checkWeightOnlyOptions({ bits: o.bits ?? 4, blockSize: o.blockSize ?? 32, ...(o.symmetric !== undefined ? { symmetric: o.symmetric } : {}), ...(o.algorithm !== undefined && o.algorithm !== 'gptq' ? { algorithm: o.algorithm } : {}), format: o.format === 'qdq' || o.format === 'unpack-on-load' ? o.format : 'matmulnbits', ...(o.accuracyLevel !== undefined ? { accuracyLevel: o.accuracyLevel } : {}) });
+  } else if (o.format === 'matmulnbits' || o.format === 'unpack-on-load') {
+    throw bad(`the ${o.format} format applies to weight-only mode only`, 'pass --mode weight-only, or use --format qdq / qoperator (static mode)');
   }
   const float16 = mode === 'fp16' || mode === 'bf16';
   if (float16) {

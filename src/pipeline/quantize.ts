@@ -173,7 +173,7 @@ export function weightOnlySpeedWarnings(latency: LatencySummary | undefined, acc
     latency?.backend === 'wasm'
       ? "onnxruntime-web's WebAssembly build has no fast MatMulNBits kernel (measured on a 6-layer d=512 transformer, one token: " +
           '4-bit 12-14x, 8-bit ~15x slower than float32 MatMul, in both the MatMulNBits and the blocked DequantizeLinear form): ' +
-          'in the browser the weight-only file buys download size, not speed'
+          'use --format unpack-on-load (the codes are unpacked to float32 when the session loads: the same download, float32 speed and memory)'
       : accuracyLevel !== 4
         ? `MatMulNBits with accuracy_level ${accuracyLevel} computes with float activations; ONNX Runtime's CPU kernel for that is slow (8 and 2 bits: 12-17x slower than float32, measured): use --accuracy-level 4 (int8 activations per block)`
         : 'MatMulNBits gains where weights dominate the time (one token at a time, large layers); for wide batches or small layers keep the float model for speed',
@@ -324,8 +324,8 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
         blockSize: o.blockSize,
         symmetric: o.symmetric,
         ...(hook ? { quantizeWeight: hook, quantizeWeightName: o.actOrder ? 'gptq, act-order' : 'gptq' } : { algorithm: o.algorithm as 'rtn' | 'hqq' }),
-        // resolveQuantizeOptions refuses qoperator in this mode, and accuracyLevel with qdq
-        ...(o.format === 'qdq' ? { format: 'qdq' as const } : { format: 'matmulnbits' as const, accuracyLevel: o.accuracyLevel }),
+        // resolveQuantizeOptions refuses qoperator in this mode, and accuracyLevel with qdq / unpack-on-load
+        ...(o.format === 'qdq' || o.format === 'unpack-on-load' ? { format: o.format } : { format: 'matmulnbits' as const, accuracyLevel: o.accuracyLevel }),
         excludeNodes,
         excludeOps: o.excludeOps,
       });
@@ -440,7 +440,7 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
     if (integerKernels && nodes.some((n) => n.quantized)) result.warnings.push(...speedWarnings(result.latency, o.optimizeFor));
     // MatMulNBits is meant to be faster too (fewer bytes to read); with accuracy_level 0 at 8 or 2 bits ORT's CPU kernel is not,
     // and in wasm neither form is.
-    if (o.mode === 'weight-only' && (o.format === 'matmulnbits' || o.backend === 'wasm') && nodes.some((n) => n.quantized)) result.warnings.push(...weightOnlySpeedWarnings(result.latency, o.accuracyLevel));
+    if (o.mode === 'weight-only' && (o.format === 'matmulnbits' || (o.format === 'qdq' && o.backend === 'wasm')) && nodes.some((n) => n.quantized)) result.warnings.push(...weightOnlySpeedWarnings(result.latency, o.accuracyLevel));
   }
   if (gate) {
     result.gate = {

@@ -73,7 +73,7 @@ it('weight-only speed warning: slower MatMulNBits says what to change (accuracy_
   const [web] = weightOnlySpeedWarnings({ ...lat(5, 80), backend: 'wasm', threads: 1 }, 4);
   assert.match(web!, /onnxruntime-web wasm, 1 thread/);
   assert.match(web!, /no fast MatMulNBits kernel/);
-  assert.match(web!, /buys download size, not speed/);
+  assert.match(web!, /use --format unpack-on-load/);
 });
 
 describe('optimizeFor', () => {

@@ -1,6 +1,6 @@
 // Weight-only blockwise quantization in ONNX Runtime: MatMulNBits built by lowbit equals a float MatMul with the
 // dequantized weights (the packing checked against ORT's own kernel), for 2/4/8 bits, block 16/32, sym/asym;
-// the blocked DequantizeLinear form the same; Gemm; quantize() end to end; PP-OCR rec at 4 bits.
+// the blocked DequantizeLinear form the same, and the unpack-on-load form (folded by ORT, also in wasm); Gemm; quantize() end to end; PP-OCR rec at 4 bits.
 
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -21,6 +21,8 @@ import { sqnrDb } from '../../src/quant/metrics.js';
 import { mulberry32 } from '../../src/rng.js';
 import { maxRelError } from '../helpers.js';
 import { runFirstOutput } from './run-helpers.js';
+import { optimizedOpTypes } from '../../src/runtime/optimized.js';
+import { runInWeb } from '../../src/runtime/web.js';
 
 const rand = (n: number, seed: number, std = 1) => {
   const r = mulberry32(seed);
@@ -70,6 +72,34 @@ describe('weight-only quantization in ORT', () => {
         assert.ok(maxRelError(await run(q, feeds), ref) < 2e-2);
       }
     }
+  });
+
+  it('unpack-on-load form: folded to a float weight when the session loads, equal to MatMul with dequantized weights, in node and wasm', async () => {
+    for (const bits of [4, 8] as BlockBits[]) {
+      for (const symmetric of [false, true]) {
+        for (const blockSize of [32, 64]) { // K = 96: block 64 leaves a partial last block
+          const { model: q } = quantizeWeightOnly(matmulModel(W), { bits, blockSize, symmetric, format: 'unpack-on-load' });
+          const label = `${bits}-bit ${symmetric ? 'sym' : 'asym'} block ${blockSize}`;
+          const ops = new Set(q.graph.nodes.map((n) => n.opType));
+          assert.ok(ops.has('Cast') && ops.has('Gather') && ops.has('MatMul') && !ops.has('DequantizeLinear'), `${label}: ${[...ops].join(', ')}`);
+          assert.equal(ops.has('Sub'), !symmetric, `${label}: a zero point only when asymmetric`);
+          const codes = q.graph.nodes.find((n) => n.opType === 'Cast')!.input[0]!;
+          const want = bits === 4 ? (symmetric ? DataType.INT4 : DataType.UINT4) : symmetric ? DataType.INT8 : DataType.UINT8;
+          assert.equal(q.graph.initializers.get(codes)!.dataType, want, label);
+          assert.equal(q.opset(''), bits === 4 ? 21 : 17, `${label}: opset raised only for INT4 / UINT4 Cast`);
+          const ref = await run(matmulModel(dequantizeBlockwise(quantizeBlockwiseRtn(W, K, N, { bits, blockSize, symmetric }))), feeds);
+          const got = await run(q, feeds);
+          assert.ok(maxRelError(got, ref) < 1e-5, `${label}: ${maxRelError(got, ref)}`);
+          const folded = await optimizedOpTypes(encodeModel(q.toProto()));
+          assert.deepEqual([...folded.keys()].filter((op) => /^(Cast|Gather|Sub|Mul|DequantizeLinear)$|MatMulNBits/.test(op)), [], `${label}: ORT folds the unpacking`);
+        }
+      }
+    }
+    const { model: g } = quantizeWeightOnly(matmulModel(W, true), { bits: 4, blockSize: 32, format: 'unpack-on-load' });
+    const ref = await run(quantizeWeightOnly(matmulModel(W, true), { bits: 4, blockSize: 32, format: 'qdq' }).model, feeds, 'basic');
+    assert.ok(maxRelError(await run(g, feeds), ref) < 1e-5, 'Gemm with beta and bias');
+    const web = Object.values(await runInWeb(encodeModel(g.toProto()), feeds))[0]!.data as Float32Array;
+    assert.ok(maxRelError(web, ref) < 1e-5, `onnxruntime-web: ${maxRelError(web, ref)}`);
   });
 
   it('Gemm (beta 0.5, bias) and HQQ: close to float, accuracy_level 4 close to 0', async () => {

@@ -55,6 +55,8 @@ const CONFIGS: [string, WeightOnlyOptions][] = [
   ['qdq 4-bit asym', { bits: 4, blockSize: 32, format: 'qdq' }],
   ['qdq 4-bit sym', { bits: 4, blockSize: 16, format: 'qdq', symmetric: true }],
   ['qdq 8-bit asym hqq', { bits: 8, blockSize: 64, format: 'qdq', algorithm: 'hqq' }],
+  ['unpack-on-load 4-bit asym', { bits: 4, blockSize: 32, format: 'unpack-on-load' }],
+  ['unpack-on-load 8-bit sym', { bits: 8, blockSize: 16, format: 'unpack-on-load', symmetric: true }],
 ];
 
 const isCode = (code: string, name?: string) => (e: unknown) => e instanceof LowbitError && e.code === code && (name === undefined || e.message.includes(`'${name}'`));

@@ -106,6 +106,8 @@ describe('quantizeWeightOnly', () => {
     bad({ bits: 3 });
     bad({ format: 'qdq', bits: 2 });
     bad({ format: 'qdq', accuracyLevel: 4 });
+    bad({ format: 'unpack-on-load', bits: 2 });
+    bad({ format: 'unpack-on-load', accuracyLevel: 4 });
     bad({ algorithm: 'hqq', symmetric: true });
     bad({ algorithm: 'gptq' });
     bad({ accuracyLevel: 7 });
