@@ -7,7 +7,8 @@
 //   rec          the real PaddleOCR v4 recognition model (SVTR attention blocks after a conv backbone) on realistic
 //                text lines (src/data/realistic-ocr.ts; calibration seed 1, evaluation seed 7).
 // Rows: fp32; fp16; weight-only (MatMulNBits) 8/4/2 bits × rtn/hqq/gptq at block 32, 4-bit rtn at block 128 and with
-// accuracy_level 4; the transformers.js preset's q4 / q4f16 (4-bit embeddings too: GatherBlockQuantized).
+// accuracy_level 0; 4-bit unpack-on-load (folded to float32 when the session loads); the transformers.js preset's q4 /
+// q4f16 (4-bit embeddings too: GatherBlockQuantized).
 // Latency: pipeline compareLatency (alternating fp32 / variant blocks, medians, 2 threads, batch 1, one real sample).
 // A second table times one variant per graph form on the same transformer built with seq 1 (every MatMul has M = 1:
 // the memory-bound decode step), where MatMulNBits should gain most.
@@ -164,11 +165,12 @@ const VARIANTS: Variant[] = [
   { name: '4-bit rtn b128', opts: { mode: 'weight-only', bits: 4, blockSize: 128, algorithm: 'rtn' } },
   { name: '4-bit rtn b32 acc0', opts: { mode: 'weight-only', bits: 4, blockSize: 32, algorithm: 'rtn', accuracyLevel: 0 } },
   { name: '8-bit rtn b32 acc0', opts: { mode: 'weight-only', bits: 8, blockSize: 32, algorithm: 'rtn', accuracyLevel: 0 } },
+  { name: '4-bit unpack-on-load b32', opts: { mode: 'weight-only', bits: 4, blockSize: 32, algorithm: 'rtn', format: 'unpack-on-load' } },
   { name: 'tjs q4 (+ 4-bit emb.)', preset: 'q4' },
   { name: 'tjs q4f16', preset: 'q4f16' },
 ];
 /** Variants timed on the decode-shaped transformer (seq 1): one per graph form (hqq and gptq write rtn's graph, other values). */
-const DECODE = new Set(['fp16', '8-bit rtn b32', '4-bit rtn b32', '2-bit rtn b32', '4-bit rtn b128', '4-bit rtn b32 acc0', '8-bit rtn b32 acc0', 'tjs q4 (+ 4-bit emb.)', 'tjs q4f16']);
+const DECODE = new Set(['fp16', '8-bit rtn b32', '4-bit rtn b32', '2-bit rtn b32', '4-bit rtn b128', '4-bit rtn b32 acc0', '8-bit rtn b32 acc0', '4-bit unpack-on-load b32', 'tjs q4 (+ 4-bit emb.)', 'tjs q4f16']);
 const DECODE_RUNS = 3 * RUNS;
 
 /**
