@@ -94,7 +94,7 @@ function floatValues(t: TensorProto): Float32Array {
 }
 
 /** True when initializer `w` [D, V] holds exactly E^T (E [V, D]), same element type. */
-function isTransposeOf(w: TensorProto, e: TensorProto, V: number, D: number): boolean {
+export function isTransposeOf(w: TensorProto, e: TensorProto, V: number, D: number): boolean {
   if (w.dataType !== e.dataType) return false;
   const wd = dimsOf(w);
   if (wd.length !== 2 || wd[0] !== D || wd[1] !== V) return false;

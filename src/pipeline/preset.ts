@@ -13,6 +13,7 @@ import { Model } from '../onnx/ir.js';
 import { convertFloat16 } from '../passes/float16.js';
 import { quantizeDynamic } from '../passes/quantize-dynamic.js';
 import { quantizeMatMulBnb4 } from '../passes/weight-only-bnb4.js';
+import { unpackEmbeddingTables } from '../passes/unpack-tables.js';
 import { quantizeEmbeddings } from '../passes/weight-only-gather.js';
 import { quantizeWeightOnly } from '../passes/weight-only.js';
 import { sqnrDb } from '../quant/metrics.js';
@@ -44,9 +45,18 @@ export interface PresetOptions {
    * synthetic sample (floats in [0, 1), integers 0). With several model files, each file's inputs must be in it.
    */
   data?: string;
+  /**
+   * The form of the q4 / q4f16 / q2 / q2f16 weights: 'matmulnbits' (default, as transformers.js' own files) or
+   * 'unpack-on-load' (the codes unpacked to float32 when the session loads: same download, float32 speed in
+   * onnxruntime-web's wasm backend, whose MatMulNBits is 14-25x slower; 2-bit variants cannot take it).
+   */
+  weightFormat?: PresetWeightFormat;
   threads?: number;
   onProgress?: (event: ProgressEvent) => void;
 }
+
+export const PRESET_WEIGHT_FORMATS = ['matmulnbits', 'unpack-on-load'] as const;
+export type PresetWeightFormat = (typeof PRESET_WEIGHT_FORMATS)[number];
 
 /** One written variant and how it checked out. */
 export interface PresetVariant {
@@ -73,6 +83,8 @@ export interface PresetVariant {
 
 export interface PresetResult {
   variants: PresetVariant[];
+  /** The form of the 4- and 2-bit variants' weights (PresetOptions.weightFormat). */
+  weightFormat: PresetWeightFormat;
   /** Input files that were not processed (already a variant), with the reason. */
   skipped: { file: string; reason: string }[];
 }
@@ -105,15 +117,18 @@ export function presetInputs(input: string): { files: string[]; skipped: { file:
 }
 
 /** Builds one dtype variant from the float32 model; returns the model and how many nodes were rewritten. */
-export function buildVariant(model: Model, dtype: TransformersJsDtype): { model: Model; quantizedNodes: number } {
+export function buildVariant(model: Model, dtype: TransformersJsDtype, weightFormat: PresetWeightFormat = 'matmulnbits'): { model: Model; quantizedNodes: number } {
   const fp16 = (m: Model): { model: Model; converted: number } => {
-    const r = convertFloat16(m, { type: 'float16', keepIoTypes: true, defer: true });
+    // Nodes computing constants (the unpack-on-load chains) stay float32: ORT folds them when the session loads, and its
+    // CPU kernels for some of them (Sub, Mul) have no float16 version to fold with.
+    const r = convertFloat16(m, { type: 'float16', keepIoTypes: true, defer: true, blockNodes: constantNodeNames(m) });
     return { model: r.model, converted: r.report.converted };
   };
   const q = (m: Model, bits: 2 | 4, half: boolean): { model: Model; quantizedNodes: number } => {
-    const e = quantizeEmbeddings(m, { bits: 4, blockSize: BLOCK, symmetric: false });
+    const e = weightFormat === 'unpack-on-load' ? unpackEmbeddingTables(m, { bits: 4, blockSize: BLOCK, symmetric: false }) : quantizeEmbeddings(m, { bits: 4, blockSize: BLOCK, symmetric: false });
     // Deferred: each weight is quantized when the variant is saved (the float16 pass would read them at once anyway).
-    const w = quantizeWeightOnly(e.model, { bits, blockSize: BLOCK, algorithm: 'rtn', accuracyLevel: WEIGHT_ONLY_ACCURACY_LEVEL, defer: !half });
+    const form = weightFormat === 'matmulnbits' ? { accuracyLevel: WEIGHT_ONLY_ACCURACY_LEVEL } : { format: weightFormat };
+    const w = quantizeWeightOnly(e.model, { bits, blockSize: BLOCK, algorithm: 'rtn', ...form, defer: !half });
     const h = half ? fp16(w.model) : { model: w.model, converted: 0 };
     return { model: h.model, quantizedNodes: e.report.quantized.length + w.report.quantized.length + h.converted };
   };
@@ -148,6 +163,20 @@ export function buildVariant(model: Model, dtype: TransformersJsDtype): { model:
       return { model: r.model, quantizedNodes: r.report.quantized.length };
     }
   }
+}
+
+/** Names of the main-graph nodes whose inputs are all constants (initializers, or outputs of such nodes). */
+function constantNodeNames(m: Model): string[] {
+  const g = m.graph;
+  const constant = new Set(g.initializers.keys());
+  const names: string[] = [];
+  for (const n of g.topoSort()) {
+    if (n.attribute.some((a) => a.g || a.graphs?.length)) continue;
+    if (!n.input.every((i) => !i || constant.has(i))) continue;
+    for (const o of n.output) if (o) constant.add(o);
+    if (n.name) names.push(n.name);
+  }
+  return names;
 }
 
 /** Runs `model` (a path) on `feeds` in onnxruntime-node; outputs by name. */
@@ -188,6 +217,9 @@ const WEB_CHECK_MAX_BYTES = 1024 ** 3;
  */
 export async function quantizeTransformersJs(o: PresetOptions): Promise<PresetResult> {
   const dtypes = o.dtypes ?? [...TRANSFORMERS_JS_DTYPES];
+  if (o.weightFormat !== undefined && !(PRESET_WEIGHT_FORMATS as readonly string[]).includes(o.weightFormat)) {
+    throw new LowbitError('BAD_OPTION', `unknown preset weight format '${String(o.weightFormat)}'`, `use one of: ${PRESET_WEIGHT_FORMATS.join(', ')}`);
+  }
   for (const d of dtypes) {
     if (!(TRANSFORMERS_JS_DTYPES as readonly string[]).includes(d)) {
       throw new LowbitError('BAD_OPTION', `unknown transformers.js dtype '${d}'`, `use some of: ${TRANSFORMERS_JS_DTYPES.join(', ')}`);
@@ -218,7 +250,7 @@ export async function quantizeTransformersJs(o: PresetOptions): Promise<PresetRe
       let built: ReturnType<typeof buildVariant>;
       let saved: Awaited<ReturnType<typeof saveModel>>;
       try {
-        built = buildVariant(model, dtype);
+        built = buildVariant(model, dtype, o.weightFormat);
         // transformers.js loads external data from `<file>.onnx_data` (and `_data_1`, ... with use_external_data_format: N).
         saved = await saveModel(built.model.toProto(), out, { inputPath: file, externalDataName: `${basename(out)}_data`, ...(o.shardSize !== undefined ? { shardSize: o.shardSize } : {}) });
       } catch (e) {
@@ -260,7 +292,7 @@ export async function quantizeTransformersJs(o: PresetOptions): Promise<PresetRe
       o.onProgress?.({ stage: 'preset', done: variants.length, total });
     }
   }
-  return { variants, skipped };
+  return { variants, skipped, weightFormat: o.weightFormat ?? 'matmulnbits' };
 }
 
 /**

@@ -37,7 +37,11 @@ export function renderPresetReport(r: PresetResult): string {
     );
   }
   const dtypes = [...new Set(r.variants.map((v) => v.dtype))];
-  out.push('', ...dtypes.map((d) => `${d}: ${DTYPE_DESCRIPTION[d]}`));
+  const describe = (d: (typeof dtypes)[number]): string =>
+    r.weightFormat === 'unpack-on-load' && d === 'q4'
+      ? 'MatMul weights and embedding tables as 4-bit codes (block 32, asymmetric RTN) that ONNX Runtime unpacks to float32 when the session loads (--format unpack-on-load: the 4-bit download, float32 speed and memory)'
+      : DTYPE_DESCRIPTION[d];
+  out.push('', ...dtypes.map((d) => `${d}: ${describe(d)}`));
   const notRun = new Map<string, string[]>();
   for (const v of r.variants) {
     if (v.error) {

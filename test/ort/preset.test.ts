@@ -77,6 +77,13 @@ test('lowbit quantize DIR --preset transformers.js: chosen dtypes into -o, the t
     assert.deepEqual(readdirSync(join(dir, 'out')).sort(), ['decoder_model_fp16.onnx', 'decoder_model_q4.onnx']);
     assert.match(r.stdout, /decoder_model_q4\.onnx\s*│ q4 /);
     assertFails(await lowbit(['quantize', join(dir, 'in'), '--preset', 'transformers.js', '--bits', '4']), 2, /bits does not apply with --preset/);
+    mkdirSync(join(dir, 'unpacked'));
+    const u = await lowbit(['quantize', join(dir, 'in'), '--preset', 'transformers.js', '--dtypes', 'q4', '--format', 'unpack-on-load', '--no-web-check', '-o', join(dir, 'unpacked')]);
+    assert.equal(u.code, 0, u.stderr);
+    assert.match(u.stdout, /^q4: MatMul weights and embedding tables as 4-bit codes/m);
+    const unpacked = (await loadModel(join(dir, 'unpacked', 'decoder_model_q4.onnx'))).model;
+    assert.ok(!unpacked.graph!.node.some((n) => n.opType === 'MatMulNBits' || n.opType === 'GatherBlockQuantized'));
+    assertFails(await lowbit(['quantize', join(dir, 'in'), '--preset', 'transformers.js', '--format', 'qdq']), 2, /format does not apply with --preset/);
     assertFails(await lowbit(['quantize', join(dir, 'in'), '--preset', 'transformers.js', '--dtypes', 'q3']), 2, /unknown transformers.js dtype 'q3'/);
     assertFails(await lowbit(['quantize', join(dir, 'in', 'decoder_model.onnx'), '--dtypes', 'q4', '-o', join(dir, 'x.onnx')]), 2, /apply to --preset only/);
   } finally {

@@ -18,6 +18,7 @@ test('preset report: rows, legend, a variant that converted nothing, a web failu
       { file: '/m/onnx/model_fp16.onnx', reason: 'already a dtype variant' },
       { file: '/m/onnx/model_q8.onnx', reason: 'already a dtype variant' },
     ],
+    weightFormat: 'matmulnbits',
   });
   assert.match(text, /model_q4\.onnx\s*│ q4\s*│\s*600 kB\s*│\s*6\.67x\s*│\s*21\.5 dB/);
   assert.match(text, /model_q4\.onnx .*│\s*42\.0 ms\s*│ 20\.00x SLOWER\s*│/);
@@ -34,4 +35,10 @@ test('preset report: rows, legend, a variant that converted nothing, a web failu
   assert.match(text, /!!! model_q4f16\.onnx was not written: a pass refused the model \(do this\)/);
   assert.doesNotMatch(text, /model_q4f16\.onnx: no node was converted/);
   assert.match(text, /skipped 2 files \(already a dtype variant\): model_fp16\.onnx, model_q8\.onnx/);
+});
+
+test('preset report: the q4 legend follows the weight format', () => {
+  const v = { source: '/m/model.onnx', sourceBytes: 4_000_000, node: 'ok', web: 'ok', dtype: 'q4' as const, output: '/m/model_q4.onnx', bytes: 700_000, quantizedNodes: 3 };
+  assert.match(renderPresetReport({ variants: [v], skipped: [], weightFormat: 'matmulnbits' }), /^q4: MatMulNBits 4-bit/m);
+  assert.match(renderPresetReport({ variants: [v], skipped: [], weightFormat: 'unpack-on-load' }), /^q4: MatMul weights and embedding tables as 4-bit codes .* unpacks to float32 when the session loads/m);
 });

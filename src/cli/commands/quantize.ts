@@ -168,7 +168,7 @@ export function registerQuantize(program: Command): void {
     .addOption(choiceOption('--weight-type <type>', 'weight element type (default: int8); int4 (static mode only): weights 8x smaller than float32, MSE-clipped per-channel scales, opset 21; ORT runs those layers as float on dequantized weights, so no speed-up', WEIGHT_TYPES))
     .addOption(choiceOption('--activation-type <type>', 'activation element type (default: uint8); uint16 / int16 (static mode only, A16W8): finer activations for accuracy; ORT has no 16-bit integer kernels, those layers run as float between QuantizeLinear/DequantizeLinear, so no speed-up', ACTIVATION_TYPES))
     .addOption(choiceOption('--dynamic-conv <form>', "dynamic mode: Conv stays 'float' (default: ORT's CPU ConvInteger measured 2.5-5x slower) or becomes 'ConvInteger' (int8 weights, smaller file)", DYNAMIC_CONV))
-    .addOption(choiceOption('--format <format>', "static mode: 'qdq' (QuantizeLinear/DequantizeLinear pairs that ORT fuses; default) or 'qoperator' (QLinearConv, QLinearMatMul, com.microsoft QLinear* ops written out, for runtimes without a QDQ fuser); weight-only mode: 'matmulnbits' (com.microsoft MatMulNBits; default), 'qdq' (blocked DequantizeLinear -> MatMul, opset 21) or 'unpack-on-load' (4/8-bit codes that ONNX Runtime unpacks to float32 when the session loads: the download of the codes, float32 speed and memory; the fast choice for onnxruntime-web's wasm backend, whose MatMulNBits is 14-25x slower than float32)", MODEL_FORMATS))
+    .addOption(choiceOption('--format <format>', "static mode: 'qdq' (QuantizeLinear/DequantizeLinear pairs that ORT fuses; default) or 'qoperator' (QLinearConv, QLinearMatMul, com.microsoft QLinear* ops written out, for runtimes without a QDQ fuser); weight-only mode: 'matmulnbits' (com.microsoft MatMulNBits; default), 'qdq' (blocked DequantizeLinear -> MatMul, opset 21) or 'unpack-on-load' (4/8-bit codes that ONNX Runtime unpacks to float32 when the session loads: the download of the codes, float32 speed and memory; the fast choice for onnxruntime-web's wasm backend, whose MatMulNBits is 14-25x slower than float32); with --preset, unpack-on-load writes the q4 / q4f16 variants in that form", MODEL_FORMATS))
     .addOption(choiceOption('--bits <N>', 'weight-only: bits per weight code, 8, 4 or 2 (default: 4)', WEIGHT_BITS.map(String)).argParser((v: string) => Number(v)))
     .addOption(new Option('--block-size <N>', 'weight-only: weight rows quantized together, a power of two in 16..256 (default: 32)').argParser(positiveInt))
     .addOption(choiceOption('--algorithm <name>', "weight-only: 'rtn' (round to nearest, default), 'hqq' (half-quadratic optimised zero points and scales, data-free) or 'gptq' (second-order error compensation from the --calib activations)", WEIGHT_ALGORITHMS))
@@ -230,7 +230,7 @@ export function registerQuantize(program: Command): void {
 
 /** `--preset transformers.js`: the dtype suite for a model folder; the per-model quantize flags do not apply. */
 async function runPreset(input: string, flags: QuantizeFlags): Promise<void> {
-  const given = Object.keys(toQuantizeOptions(input, flags)).filter((k) => !['input', 'output', 'threads', 'shardSize', 'calib'].includes(k));
+  const given = Object.keys(toQuantizeOptions(input, flags)).filter((k) => !['input', 'output', 'threads', 'shardSize', 'calib'].includes(k) && !(k === 'format' && flags.format === 'unpack-on-load'));
   if (given.length) {
     throw new LowbitError('BAD_OPTION', `${given.join(', ')} ${given.length > 1 ? 'do' : 'does'} not apply with --preset`, 'the preset fixes each variant\'s settings (see --help); quantize one variant with --mode instead to choose them');
   }
@@ -250,6 +250,7 @@ async function runPreset(input: string, flags: QuantizeFlags): Promise<void> {
       web: flags.webCheck !== false,
       ...(flags.shardSize !== undefined ? { shardSize: flags.shardSize } : {}),
       ...(flags.calib !== undefined ? { data: flags.calib } : {}),
+      ...(flags.format === 'unpack-on-load' ? { weightFormat: 'unpack-on-load' as const } : {}),
       ...(flags.threads !== undefined ? { threads: flags.threads } : {}),
       onProgress: progress.onProgress,
     });

@@ -1,0 +1,85 @@
+// Embedding tables unpacked on load (src/passes/unpack-tables.ts) and the transformers.js preset's unpack-on-load
+// form: the tables and the tied LM head become 4-bit codes that ONNX Runtime folds back into float tables when the
+// session loads. Checked: the outputs equal the float model with the dequantized table; ORT leaves no unpacking node
+// after loading; the tied head shares the codes; onnxruntime-web computes the same; the preset writes no MatMulNBits.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadModel, saveModel } from '../../src/io/model-file.js';
+import { buildTransformer } from '../../src/models/transformer.js';
+import { encodeModel } from '../../src/onnx/encode.js';
+import { DataType } from '../../src/onnx/proto.js';
+import { dimsOf, makeTensor, tensorStorage } from '../../src/onnx/tensor.js';
+import { unpackEmbeddingTables } from '../../src/passes/unpack-tables.js';
+import { quantizeTransformersJs } from '../../src/pipeline/preset.js';
+import { dequantizeBlockwise, quantizeBlockwiseRtn } from '../../src/quant/blockwise.js';
+import { optimizedModel } from '../../src/runtime/optimized.js';
+import { runInWeb } from '../../src/runtime/web.js';
+import { maxRelError } from '../helpers.js';
+import { runFirstOutput } from './run-helpers.js';
+
+const TABLE = 'embed_tokens.weight';
+const opts = { layers: 1, dModel: 64, heads: 2, ffn: 128, vocab: 256, seq: 8, seed: 4 };
+const ids = { dtype: 'int64' as const, shape: [2, 8], data: BigInt64Array.from({ length: 16 }, (_, i) => BigInt((i * 37) % 256)) };
+
+test('unpackEmbeddingTables: outputs of the float model on the dequantized table; folded by ORT; tied head shares the codes; same in wasm', async () => {
+  const float = buildTransformer(opts);
+  const e = float.graph.initializers.get(TABLE);
+  assert.ok(e, `the builder names its table ${TABLE}`);
+  const [V, D] = dimsOf(e!) as [number, number];
+  for (const symmetric of [false, true]) {
+    const { model: q, report } = unpackEmbeddingTables(float, { bits: 4, blockSize: 32, symmetric });
+    assert.equal(q.opset(''), 21);
+    assert.equal(q.graph.initializers.has(TABLE), false, 'the float table is gone');
+    assert.ok(report.quantized.some((r) => r.opType === 'Gather'));
+    assert.ok(report.quantized.some((r) => r.opType === 'MatMul' && /tied LM head/.test(r.form)), 'the tied head reads the unpacked table');
+    const floatBytes = (t: { dims: unknown[]; dataType?: number }) => dimsOf(t as never).reduce((a, b) => a * b, 1) * (t.dataType === DataType.FLOAT ? 4 : 0);
+    assert.equal([...q.graph.initializers.values()].filter((t) => dimsOf(t).includes(V) && floatBytes(t) >= V * D * 4).length, 0, 'neither the table nor the head copy is stored float');
+    // Reference: the float model with E replaced by its dequantized 4-bit form (blocks along D), head copy included.
+    const et = new Float32Array(V * D);
+    const ev = tensorStorage(e!) as Float32Array;
+    for (let v = 0; v < V; v++) for (let d = 0; d < D; d++) et[d * V + v] = ev[v * D + d]!;
+    const deqT = dequantizeBlockwise(quantizeBlockwiseRtn(et, D, V, { bits: 4, blockSize: 32, symmetric }));
+    const deq = new Float32Array(V * D);
+    for (let v = 0; v < V; v++) for (let d = 0; d < D; d++) deq[v * D + d] = deqT[d * V + v]!;
+    const ref = buildTransformer(opts);
+    ref.graph.setInitializer(makeTensor(TABLE, DataType.FLOAT, [V, D], deq));
+    for (const [name, t] of ref.graph.initializers) if (name !== TABLE && dimsOf(t).join() === `${D},${V}`) ref.graph.setInitializer(makeTensor(name, DataType.FLOAT, [D, V], deqT));
+    const want = await runFirstOutput(ref, { input_ids: ids });
+    const got = await runFirstOutput(q, { input_ids: ids });
+    assert.ok(maxRelError(got, want) < 1e-5, `${symmetric ? 'sym' : 'asym'}: ${maxRelError(got, want)}`);
+    const web = Object.values(await runInWeb(encodeModel(q.toProto()), { input_ids: ids }))[0]!.data as Float32Array;
+    assert.ok(maxRelError(web, want) < 1e-4, `wasm: ${maxRelError(web, want)}`);
+    // After loading, no node reads the codes, the block index or the scales: ORT folded every unpacking node.
+    const opt = await optimizedModel(encodeModel(q.toProto()));
+    const reads = opt.graph!.node.flatMap((n) => n.input).filter((i) => /_q4|_block_index|_scale|_zero_point/.test(i));
+    assert.deepEqual(reads, [], 'ORT folds the unpacking when the session loads');
+  }
+});
+
+test('preset with unpack-on-load: q4 / q4f16 hold no MatMulNBits or GatherBlockQuantized, run in node and wasm, and are ~6x smaller; q2 is refused with the reason', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'lowbit-unpack-preset-'));
+  try {
+    mkdirSync(join(dir, 'onnx'));
+    await saveModel(buildTransformer(opts).toProto(), join(dir, 'onnx', 'model.onnx'));
+    const r = await quantizeTransformersJs({ input: dir, dtypes: ['q4', 'q4f16', 'q2'], weightFormat: 'unpack-on-load', threads: 1 });
+    assert.equal(r.weightFormat, 'unpack-on-load');
+    const [q4, q4f16, q2] = r.variants;
+    for (const v of [q4!, q4f16!]) {
+      assert.equal(v.node, 'ok', v.dtype);
+      assert.equal(v.web, 'ok', v.dtype);
+      assert.ok(v.sqnrDb! > 10, `${v.dtype}: ${v.sqnrDb} dB`);
+      assert.ok(v.sourceBytes / v.bytes > 4, `${v.dtype}: ${v.sourceBytes} / ${v.bytes}`);
+      const m = (await loadModel(v.output)).model;
+      const ops = new Set(m.graph!.node.map((n) => n.opType));
+      assert.ok(!ops.has('MatMulNBits') && !ops.has('GatherBlockQuantized'), `${v.dtype}: ${[...ops].join(', ')}`);
+    }
+    assert.match(q2!.error ?? '', /2-bit codes need INT2\/UINT2/);
+    await assert.rejects(quantizeTransformersJs({ input: dir, dtypes: ['q4'], weightFormat: 'nf4' as never }), (e: Error & { code?: string }) => e.code === 'BAD_OPTION');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
