@@ -201,7 +201,7 @@ describe('the format option', () => {
     const base = { input: 'm.onnx', output: 'o.onnx', calib: 'c.npy' };
     assert.equal(resolveQuantizeOptions(base).format, 'qdq');
     assert.equal(resolveQuantizeOptions({ ...base, format: 'qoperator' }).format, 'qoperator');
-    assert.throws(() => resolveQuantizeOptions({ ...base, format: 'QOp' as never }), (e: Error & { code?: string; hint?: string }) => e.code === 'BAD_OPTION' && /format must be one of qdq, qoperator, matmulnbits \(got "QOp"\)/.test(e.message));
+    assert.throws(() => resolveQuantizeOptions({ ...base, format: 'QOp' as never }), (e: Error & { code?: string; hint?: string }) => e.code === 'BAD_OPTION' && /format must be one of qdq, qoperator, matmulnbits, unpack-on-load \(got "QOp"\)/.test(e.message));
     assert.throws(() => resolveQuantizeOptions({ input: 'm.onnx', output: 'o.onnx', format: 'qoperator' }), /static mode only/);
   });
 
