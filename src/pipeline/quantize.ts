@@ -123,8 +123,9 @@ async function verify(
   let latency: LatencyComparison | undefined;
   let latencyError: string | undefined;
   try {
-    const where = o.backend === 'wasm' ? { backend: 'wasm' as const } : o.threads !== undefined ? { threads: o.threads } : {};
-    latency = await compareLatency(floatPath, quantPath, { batch: 1, runs: 18, warmup: 2, blocks: 3, ...where });
+    // wasm: more warm-up runs (the first runs of a wasm session are slower while its code warms up).
+    const where = o.backend === 'wasm' ? { backend: 'wasm' as const, warmup: 5 } : { warmup: 2, ...(o.threads !== undefined ? { threads: o.threads } : {}) };
+    latency = await compareLatency(floatPath, quantPath, { batch: 1, runs: 18, blocks: 3, ...where });
   } catch (e) {
     latency = undefined; // models whose inputs cannot be synthesised for timing still get fidelity
     // In wasm a model that runs in onnxruntime-node may not load at all (an op or type the web build lacks): say so.
