@@ -44,7 +44,7 @@ export function cloneModel(model: Model): Model {
 const isDefault = (n: NodeProto): boolean => !n.domain || n.domain === 'ai.onnx';
 
 /** Constant nodes (value / value_float(s) / value_int(s)) become initializers; returns the count. */
-function constantsToInitializers(graph: Graph): number {
+export function constantsToInitializers(graph: Graph): number {
   const drop: NodeProto[] = [];
   for (const n of graph.nodes) {
     if (n.opType !== 'Constant' || !isDefault(n) || !n.output[0] || graph.isGraphOutput(n.output[0])) continue;

@@ -13,7 +13,7 @@ import { Model } from '../onnx/ir.js';
 import { convertFloat16 } from '../passes/float16.js';
 import { quantizeDynamic } from '../passes/quantize-dynamic.js';
 import { quantizeMatMulBnb4 } from '../passes/weight-only-bnb4.js';
-import { unpackEmbeddingTables } from '../passes/unpack-tables.js';
+import { unpackEmbeddingTables } from '../passes/unpack-on-load.js';
 import { quantizeEmbeddings } from '../passes/weight-only-gather.js';
 import { quantizeWeightOnly } from '../passes/weight-only.js';
 import { sqnrDb } from '../quant/metrics.js';

@@ -15,6 +15,8 @@ import { DataType } from '../onnx/proto.js';
 import { DEFAULT_BLOCK, convertFloat16, type Float16Report } from '../passes/float16.js';
 import { quantizeDynamic } from '../passes/quantize-dynamic.js';
 import { quantizeWeightOnly } from '../passes/weight-only.js';
+import { unpackConvWeights, unpackEmbeddingTables } from '../passes/unpack-on-load.js';
+import type { PassReport } from '../passes/pass-report.js';
 import { quantizeBlockwiseRtn, type BlockQuantized } from '../quant/blockwise.js';
 import { collectHessians, gptqHook, hessianTargets } from './hessian.js';
 import { compareLatency, type LatencyComparison } from './bench.js';
@@ -318,7 +320,11 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
       hook = gptqHook(model, hessians, { bits: o.bits, blockSize: o.blockSize, symmetric: o.symmetric, damp: o.damp, actOrder: o.actOrder }, undefined, rtn);
     }
     const weightOnly = (excludeNodes: string[]): { model: Model; nodes: NodeDecision[] } => {
-      const r = quantizeWeightOnly(model, {
+      // unpack-on-load also stores embedding tables (tied heads sharing them) and Conv weights as codes unpacked on load.
+      const unpack = o.format === 'unpack-on-load';
+      const unpackOpts = { bits: o.bits as 4 | 8, blockSize: o.blockSize, symmetric: o.symmetric, algorithm: o.algorithm === 'hqq' ? ('hqq' as const) : ('rtn' as const), excludeNodes, excludeOps: o.excludeOps };
+      const tables = unpack ? unpackEmbeddingTables(model, unpackOpts) : undefined;
+      const r = quantizeWeightOnly(tables?.model ?? model, {
         // Quantized as saved (one weight in memory at a time); with the gate every trial reads the model, so eagerly.
         defer: o.maxDrop === undefined,
         bits: o.bits,
@@ -330,11 +336,18 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
         excludeNodes,
         excludeOps: o.excludeOps,
       });
+      const conv = unpack ? unpackConvWeights(r.model, unpackOpts) : undefined;
+      const passNodes = (rep: PassReport | undefined): NodeDecision[] => [
+        ...(rep?.quantized ?? []).map((q) => ({ node: q.node, opType: q.opType, quantized: true, detail: q.form })),
+        ...(rep?.skipped ?? []).map((s) => ({ node: s.node, opType: s.opType, quantized: false, detail: s.reason })),
+      ];
       return {
-        model: r.model,
+        model: conv?.model ?? r.model,
         nodes: [
           ...r.report.quantized.map((q) => ({ node: q.node, opType: q.opType, quantized: true, detail: `${q.form} (K ${q.K}, N ${q.N})` })),
           ...r.report.skipped.map((s) => ({ node: s.node, opType: s.opType, quantized: false, detail: s.reason })),
+          ...passNodes(tables?.report),
+          ...passNodes(conv?.report),
         ],
       };
     };

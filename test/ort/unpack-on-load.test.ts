@@ -1,4 +1,4 @@
-// Embedding tables unpacked on load (src/passes/unpack-tables.ts) and the transformers.js preset's unpack-on-load
+// Embedding tables unpacked on load (src/passes/unpack-on-load.ts) and the transformers.js preset's unpack-on-load
 // form: the tables and the tied LM head become 4-bit codes that ONNX Runtime folds back into float tables when the
 // session loads. Checked: the outputs equal the float model with the dequantized table; ORT leaves no unpacking node
 // after loading; the tied head shares the codes; onnxruntime-web computes the same; the preset writes no MatMulNBits.
@@ -13,7 +13,7 @@ import { buildTransformer } from '../../src/models/transformer.js';
 import { encodeModel } from '../../src/onnx/encode.js';
 import { DataType } from '../../src/onnx/proto.js';
 import { dimsOf, makeTensor, tensorStorage } from '../../src/onnx/tensor.js';
-import { unpackEmbeddingTables } from '../../src/passes/unpack-tables.js';
+import { unpackEmbeddingTables } from '../../src/passes/unpack-on-load.js';
 import { quantizeTransformersJs } from '../../src/pipeline/preset.js';
 import { dequantizeBlockwise, quantizeBlockwiseRtn } from '../../src/quant/blockwise.js';
 import { optimizedModel } from '../../src/runtime/optimized.js';
@@ -79,6 +79,66 @@ test('preset with unpack-on-load: q4 / q4f16 hold no MatMulNBits or GatherBlockQ
     }
     assert.match(q2!.error ?? '', /2-bit codes need INT2\/UINT2/);
     await assert.rejects(quantizeTransformersJs({ input: dir, dtypes: ['q4'], weightFormat: 'nf4' as never }), (e: Error & { code?: string }) => e.code === 'BAD_OPTION');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('unpackConvWeights: Conv / depthwise / ConvTranspose weights (Constant nodes too) equal the dequantized weights in ORT; small ones stay float', async () => {
+  const { buildSmallCnn, normalArray } = await import('./quantize-static-fixtures.js');
+  const { unpackConvWeights } = await import('../../src/passes/unpack-on-load.js');
+  const { ModelBuilder } = await import('../../src/onnx/builder.js');
+  const float = buildSmallCnn(1, { channels: 16 });
+  // A ConvTranspose on the output of the CNN's first conv, and a weight written as a Constant node.
+  const b = new ModelBuilder({ opset: 13 });
+  const x = b.input('x', DataType.FLOAT, ['N', 8, 6, 6]);
+  const rng = (n: number, s: number) => Float32Array.from({ length: n }, (_, i) => Math.sin(i * 12.9898 + s) * 0.2);
+  const wc = b.op('Constant', [], { value: makeTensor('wc_value', DataType.FLOAT, [16, 8, 3, 3], rng(16 * 8 * 9, 1)) }, { name: 'wc' });
+  const c = b.op('Conv', [x, wc], { kernel_shape: [3, 3], pads: [1, 1, 1, 1] }, { name: 'conv_const' });
+  const y = b.op('ConvTranspose', [c, b.initializer('wt', rng(16 * 4 * 2 * 2, 2), [16, 4, 2, 2])], { kernel_shape: [2, 2], strides: [2, 2] }, { name: 'deconv' });
+  b.output(y, DataType.FLOAT);
+  const extra = b.build();
+  for (const [model, input, shape] of [[float, 'x', [2, 3, 32, 32]], [extra, 'x', [2, 8, 6, 6]]] as const) {
+    for (const bits of [8, 4] as const) {
+      const { model: q, report } = unpackConvWeights(model, { bits, blockSize: 32, symmetric: false });
+      // Reference: the same model with each unpacked weight replaced by its dequantized values (rows = axis 0).
+      const ref = unpackConvWeights(model, { bits, blockSize: 32, symmetric: false, excludeOps: ['Conv', 'ConvTranspose'] }).model;
+      for (const r of report.quantized) {
+        const n = ref.graph.nodes.find((m) => m.name === r.node)!;
+        const w = ref.graph.initializers.get(n.input[1]!)!;
+        const dims = dimsOf(w);
+        const rows = dims[0]!;
+        const cols = dims.slice(1).reduce((a, v) => a * v, 1);
+        const v = tensorStorage(w) as Float32Array;
+        const t = new Float32Array(rows * cols);
+        for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) t[j * rows + i] = v[i * cols + j]!;
+        const d = dequantizeBlockwise(quantizeBlockwiseRtn(t, cols, rows, { bits, blockSize: 32, symmetric: false }));
+        const back = new Float32Array(rows * cols);
+        for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) back[i * cols + j] = d[j * rows + i]!;
+        ref.graph.setInitializer(makeTensor(n.input[1]!, DataType.FLOAT, dims, back));
+      }
+      assert.ok(report.quantized.length > 0);
+      const feeds = { [input]: normalArray([...shape], 3) };
+      const got = await runFirstOutput(q, feeds);
+      const want = await runFirstOutput(ref, feeds);
+      assert.ok(maxRelError(got, want) < 1e-5, `${bits}-bit ${report.quantized.map((r) => r.node).join(',')}: ${maxRelError(got, want)}`);
+      if (model === extra) assert.deepEqual(report.quantized.map((r) => r.node).sort(), ['conv_const', 'deconv']);
+      else assert.ok(report.skipped.some((s) => /under 256/.test(s.reason)), 'a tiny weight stays float');
+      if (bits === 4) assert.equal(q.opset(''), 21);
+    }
+  }
+});
+
+test('quantize --mode weight-only --format unpack-on-load on the bundled digit MobileNet: every Conv and the Gemm as 8-bit codes, 2.5x smaller, close to float', async () => {
+  const { quantize } = await import('../../src/pipeline/quantize.js');
+  const dir = mkdtempSync(join(tmpdir(), 'lowbit-unpack-cnn-'));
+  try {
+    const r = await quantize({ input: 'models/digits-mobilenet.onnx', output: join(dir, 'm.onnx'), mode: 'weight-only', bits: 8, format: 'unpack-on-load', threads: 1 });
+    const byOp = (op: string) => r.nodes.filter((n) => n.opType === op);
+    assert.ok(byOp('Conv').length >= 8 && byOp('Conv').every((n) => n.quantized && /weight unpacked on load \(8-bit/.test(n.detail)), JSON.stringify(byOp('Conv')));
+    assert.ok(byOp('Gemm').every((n) => n.quantized && /unpacked on load/.test(n.detail)));
+    assert.ok(r.sizeBytes.before / r.sizeBytes.after > 2.3, `${r.sizeBytes.before} -> ${r.sizeBytes.after}`);
+    assert.ok(r.fidelity.sqnrDb! > 30, `SQNR ${r.fidelity.sqnrDb}`);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
