@@ -308,7 +308,11 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
     // GPTQ: one Hessian per weight input from the calibration samples, gathered once (the gate's rebuilds reuse them).
     let hook: ((name: string, w: Float32Array, K: number, N: number) => BlockQuantized) | undefined;
     const gptqFallback = new Set<string>();
-    weightOnlyNotes = () => (gptqFallback.size ? [`GPTQ: ${gptqFallback.size} weight${gptqFallback.size > 1 ? 's' : ''} read only inside If/Loop/Scan bodies quantized with RTN (activations are collected in the main graph): ${[...gptqFallback].slice(0, 8).join(', ')}${gptqFallback.size > 8 ? ', ...' : ''}`] : []);
+    let unpackedByRtn = 0;
+    weightOnlyNotes = () => [
+      ...(gptqFallback.size ? [`GPTQ: ${gptqFallback.size} weight${gptqFallback.size > 1 ? 's' : ''} read only inside If/Loop/Scan bodies quantized with RTN (activations are collected in the main graph): ${[...gptqFallback].slice(0, 8).join(', ')}${gptqFallback.size > 8 ? ', ...' : ''}`] : []),
+      ...(unpackedByRtn ? [`GPTQ covers MatMul / Gemm weights: the weights of ${unpackedByRtn} Conv / Gather node${unpackedByRtn > 1 ? 's' : ''} unpacked on load were quantized with RTN`] : []),
+    ];
     if (o.algorithm === 'gptq') {
       const targets = hessianTargets(model, { excludeNodes: o.excludeNodes, excludeOps: o.excludeOps });
       const hessians = await collectHessians(model, calibData!, targets, { ...(o.threads !== undefined ? { threads: o.threads } : {}), ...(o.onProgress ? { onProgress: (p) => o.onProgress!({ stage: 'calibrate', done: p.samples, total: calibData!.count }) } : {}) });
@@ -337,6 +341,7 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
         excludeOps: o.excludeOps,
       });
       const conv = unpack ? unpackConvWeights(r.model, unpackOpts) : undefined;
+      if (o.algorithm === 'gptq') unpackedByRtn = (tables?.report.quantized.length ?? 0) + (conv?.report.quantized.length ?? 0);
       const passNodes = (rep: PassReport | undefined): NodeDecision[] => [
         ...(rep?.quantized ?? []).map((q) => ({ node: q.node, opType: q.opType, quantized: true, detail: q.form })),
         ...(rep?.skipped ?? []).map((s) => ({ node: s.node, opType: s.opType, quantized: false, detail: s.reason })),
