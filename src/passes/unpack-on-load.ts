@@ -19,7 +19,6 @@ import { quantizeBlockwiseHqq } from '../quant/hqq.js';
 import type { PassReport } from './pass-report.js';
 import { cloneModel, constantsToInitializers } from './preprocess.js';
 import { upgradeOpset } from './rules/qdq/opset.js';
-import { addUnpackChain } from './weight-only.js';
 import { isTransposeOf } from './weight-only-gather.js';
 
 export interface UnpackOnLoadOptions {
@@ -37,6 +36,51 @@ export interface UnpackOnLoadOptions {
 
 /** Conv / ConvTranspose weights smaller than this stay float: their codes, scales and block index would save little. */
 const MIN_CONV_WEIGHT = 256;
+
+/** The tensors of one blocked weight [K, N] for {@link addUnpackChain}: codes [K, N], scale and zero point [ceil(K / blockSize), N]. */
+export interface UnpackTensors {
+  /** Base of the new node and tensor names. */
+  name: string;
+  K: number;
+  blockSize: number;
+  codes: string;
+  scale: string;
+  zeroPoint?: string;
+}
+
+/**
+ * Adds to `g` (Cast(codes) - Gather(Cast(zero point), block)) * Gather(scale, block), block = [floor(k / blockSize)]
+ * for k < K: the float [K, N] weight, in the scale's float type. Every input is a constant, so ONNX Runtime folds the
+ * chain into an initializer when the session loads. Returns the float weight's name (`output` when given).
+ */
+export function addUnpackChain(g: Graph, t: UnpackTensors, output?: string): string {
+  const { codes, scale, zeroPoint, K, blockSize } = t;
+  const floatType = g.initializer(scale)?.dataType ?? DataType.FLOAT;
+  const blockIndex = g.freshName(`${t.name}_block_index`);
+  g.setInitializer(makeTensor(blockIndex, DataType.INT64, [K], BigInt64Array.from({ length: K }, (_, k) => BigInt(Math.floor(k / blockSize)))));
+  const name = (what: string): string => g.freshName(`${t.name}_${what}`);
+  const cast = name('codes_float');
+  const blockScale = name('block_scale');
+  const y = output ?? name('unpacked');
+  const nodes: NodeProto[] = [
+    makeNode('Cast', [codes], [cast], { name: name('Cast'), attribute: [makeAttribute('to', floatType)] }),
+    makeNode('Gather', [scale, blockIndex], [blockScale], { name: name('GatherScale'), attribute: [makeAttribute('axis', 0)] }),
+  ];
+  let centred = cast;
+  if (zeroPoint !== undefined) {
+    const zf = name('zero_point_float');
+    const blockZero = name('block_zero_point');
+    centred = name('centred');
+    nodes.push(
+      makeNode('Cast', [zeroPoint], [zf], { name: name('CastZeroPoint'), attribute: [makeAttribute('to', floatType)] }),
+      makeNode('Gather', [zf, blockIndex], [blockZero], { name: name('GatherZeroPoint'), attribute: [makeAttribute('axis', 0)] }),
+      makeNode('Sub', [cast, blockZero], [centred], { name: name('Sub') }),
+    );
+  }
+  nodes.push(makeNode('Mul', [centred, blockScale], [y], { name: name('Mul') }));
+  g.addNodes(nodes, 0);
+  return y;
+}
 
 const floatValues = (t: TensorProto): Float32Array => {
   const s = tensorStorage(t);

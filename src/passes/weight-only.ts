@@ -17,6 +17,7 @@ import { cloneModelDeep, hasBodies } from './qdq-subgraph.js';
 import { constantTensor, readFloatConstant, removeIfUnused } from './quant-weight.js';
 import { upgradeOpset } from './rules/qdq/opset.js';
 import { definingGraph, nodePath, touchScopes, weightScopes } from './graph-scopes.js';
+import { addUnpackChain } from './unpack-on-load.js';
 
 
 /** Data-free algorithms: round-to-nearest, or HQQ's optimised zero points and scales (src/quant/hqq.ts). */
@@ -486,51 +487,6 @@ function addDequantizeTensors(g: Graph, o: CheckedWeightOnlyOptions, job: Weight
 function addUnpackNodes(g: Graph, o: CheckedWeightOnlyOptions, p: PreparedWeight): string {
   const [codes, scale, zeroPoint] = p.inputs as [string, string, string | undefined];
   return addUnpackChain(g, { name: p.name, K: p.K, blockSize: o.blockSize, codes, scale, ...(zeroPoint !== undefined ? { zeroPoint } : {}) });
-}
-
-/** The tensors of one blocked weight [K, N] for {@link addUnpackChain}: codes [K, N], scale and zero point [ceil(K / blockSize), N]. */
-export interface UnpackTensors {
-  /** Base of the new node and tensor names. */
-  name: string;
-  K: number;
-  blockSize: number;
-  codes: string;
-  scale: string;
-  zeroPoint?: string;
-}
-
-/**
- * Adds to `g` (Cast(codes) - Gather(Cast(zero point), block)) * Gather(scale, block), block = [floor(k / blockSize)]
- * for k < K: the float [K, N] weight, in the scale's float type. Every input is a constant, so ONNX Runtime folds the
- * chain into an initializer when the session loads. Returns the float weight's name (`output` when given).
- */
-export function addUnpackChain(g: Graph, t: UnpackTensors, output?: string): string {
-  const { codes, scale, zeroPoint, K, blockSize } = t;
-  const floatType = g.initializer(scale)?.dataType ?? DataType.FLOAT;
-  const blockIndex = g.freshName(`${t.name}_block_index`);
-  g.setInitializer(makeTensor(blockIndex, DataType.INT64, [K], BigInt64Array.from({ length: K }, (_, k) => BigInt(Math.floor(k / blockSize)))));
-  const name = (what: string): string => g.freshName(`${t.name}_${what}`);
-  const cast = name('codes_float');
-  const blockScale = name('block_scale');
-  const y = output ?? name('unpacked');
-  const nodes: NodeProto[] = [
-    makeNode('Cast', [codes], [cast], { name: name('Cast'), attribute: [makeAttribute('to', floatType)] }),
-    makeNode('Gather', [scale, blockIndex], [blockScale], { name: name('GatherScale'), attribute: [makeAttribute('axis', 0)] }),
-  ];
-  let centred = cast;
-  if (zeroPoint !== undefined) {
-    const zf = name('zero_point_float');
-    const blockZero = name('block_zero_point');
-    centred = name('centred');
-    nodes.push(
-      makeNode('Cast', [zeroPoint], [zf], { name: name('CastZeroPoint'), attribute: [makeAttribute('to', floatType)] }),
-      makeNode('Gather', [zf, blockIndex], [blockZero], { name: name('GatherZeroPoint'), attribute: [makeAttribute('axis', 0)] }),
-      makeNode('Sub', [cast, blockZero], [centred], { name: name('Sub') }),
-    );
-  }
-  nodes.push(makeNode('Mul', [centred, blockScale], [y], { name: name('Mul') }));
-  g.addNodes(nodes, 0);
-  return y;
 }
 
 /** Adds to `g` the blocked DequantizeLinear of a prepared qdq weight (whose tensors `g` sees); returns its output. */
