@@ -4,9 +4,10 @@
 // against the rest, flattened), every input a constant, so ORT's constant folding restores a float tensor at load
 // time under the same name and every reader runs its float kernel on it: the download of the codes, float speed and
 // memory. A MatMul whose weight is an initializer equal to a table's transpose (a tied LM head stored as its own
-// copy) reads the unpacked transpose instead, so the codes are stored once. The companion of weight-only's
-// `unpack-on-load` form, for runtimes whose GatherBlockQuantized / MatMulNBits / integer kernels are slow
-// (onnxruntime-web's WebAssembly build). Main graph only. Pure; used by pipeline/.
+// copy) reads the unpacked transpose instead, so the codes are stored once. The chain itself (addUnpackChain) also
+// serves weight-only's `unpack-on-load` form for MatMul / Gemm weights. For runtimes whose GatherBlockQuantized /
+// MatMulNBits / integer kernels are slow (onnxruntime-web's WebAssembly build). Main graph only. Pure; used by
+// passes/weight-only.ts and pipeline/.
 
 import { attrInt, makeAttribute } from '../onnx/attributes.js';
 import { makeNode, nodeLabel, type Graph, type Model } from '../onnx/ir.js';
