@@ -13,7 +13,7 @@ import { Model } from '../onnx/ir.js';
 import { convertFloat16 } from '../passes/float16.js';
 import { quantizeDynamic } from '../passes/quantize-dynamic.js';
 import { quantizeMatMulBnb4 } from '../passes/weight-only-bnb4.js';
-import { unpackEmbeddingTables } from '../passes/unpack-on-load.js';
+import { unpackConvWeights, unpackEmbeddingTables } from '../passes/unpack-on-load.js';
 import { quantizeEmbeddings } from '../passes/weight-only-gather.js';
 import { quantizeWeightOnly } from '../passes/weight-only.js';
 import { sqnrDb } from '../quant/metrics.js';
@@ -46,9 +46,11 @@ export interface PresetOptions {
    */
   data?: string;
   /**
-   * The form of the q4 / q4f16 / q2 / q2f16 weights: 'matmulnbits' (default, as transformers.js' own files) or
-   * 'unpack-on-load' (the codes unpacked to float32 when the session loads: same download, float32 speed in
-   * onnxruntime-web's wasm backend, whose MatMulNBits is 14-25x slower; 2-bit variants cannot take it).
+   * The form of the quantized variants' weights: 'matmulnbits' (default, as transformers.js' own files: MatMulNBits and
+   * GatherBlockQuantized for q4 / q2, dynamic int8 for q8 / int8 / uint8) or 'unpack-on-load' (q4 / q4f16 and q8 /
+   * int8 / uint8 as 4- / 8-bit codes unpacked to float32 when the session loads: the same download at float32 speed in
+   * onnxruntime-web's wasm backend, whose MatMulNBits is 14-25x and dynamic int8 1.4x slower; 2-bit variants cannot
+   * take it, bnb4 keeps its MatMulBnb4).
    */
   weightFormat?: PresetWeightFormat;
   threads?: number;
@@ -132,6 +134,15 @@ export function buildVariant(model: Model, dtype: TransformersJsDtype, weightFor
     const h = half ? fp16(w.model) : { model: w.model, converted: 0 };
     return { model: h.model, quantizedNodes: e.report.quantized.length + w.report.quantized.length + h.converted };
   };
+  // unpack-on-load: the 8-bit dtypes as 8-bit codes unpacked when the session loads (tables, MatMul/Gemm, Conv).
+  const unpack8 = (m: Model): { model: Model; quantizedNodes: number } => {
+    const opts = { bits: 8 as const, blockSize: BLOCK, symmetric: dtype === 'int8' };
+    const t = unpackEmbeddingTables(m, opts);
+    const w = quantizeWeightOnly(t.model, { ...opts, algorithm: 'rtn', format: 'unpack-on-load', defer: true });
+    const c = unpackConvWeights(w.model, opts);
+    return { model: c.model, quantizedNodes: t.report.quantized.length + w.report.quantized.length + c.report.quantized.length };
+  };
+  if (weightFormat === 'unpack-on-load' && (dtype === 'q8' || dtype === 'int8' || dtype === 'uint8')) return unpack8(model);
   switch (dtype) {
     case 'fp16': {
       const r = convertFloat16(model, { type: 'float16', keepIoTypes: true, defer: true });

@@ -37,10 +37,15 @@ export function renderPresetReport(r: PresetResult): string {
     );
   }
   const dtypes = [...new Set(r.variants.map((v) => v.dtype))];
-  const describe = (d: (typeof dtypes)[number]): string =>
-    r.weightFormat === 'unpack-on-load' && d === 'q4'
-      ? 'MatMul weights and embedding tables as 4-bit codes (block 32, asymmetric RTN) that ONNX Runtime unpacks to float32 when the session loads (--format unpack-on-load: the 4-bit download, float32 speed and memory)'
-      : DTYPE_DESCRIPTION[d];
+  const unpacked = (bits: number, zero: string): string =>
+    `MatMul / Gemm${bits === 8 ? ' / Conv' : ''} weights and embedding tables as ${bits}-bit codes (block 32, ${zero} RTN) that ONNX Runtime unpacks to float32 when the session loads (--format unpack-on-load: the ${bits}-bit download, float32 speed and memory)`;
+  const describe = (d: (typeof dtypes)[number]): string => {
+    if (r.weightFormat !== 'unpack-on-load') return DTYPE_DESCRIPTION[d];
+    if (d === 'q4') return unpacked(4, 'asymmetric');
+    if (d === 'q8' || d === 'uint8') return unpacked(8, 'asymmetric');
+    if (d === 'int8') return unpacked(8, 'symmetric');
+    return DTYPE_DESCRIPTION[d];
+  };
   out.push('', ...dtypes.map((d) => `${d}: ${describe(d)}`));
   const notRun = new Map<string, string[]>();
   for (const v of r.variants) {

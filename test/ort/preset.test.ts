@@ -80,7 +80,7 @@ test('lowbit quantize DIR --preset transformers.js: chosen dtypes into -o, the t
     mkdirSync(join(dir, 'unpacked'));
     const u = await lowbit(['quantize', join(dir, 'in'), '--preset', 'transformers.js', '--dtypes', 'q4', '--format', 'unpack-on-load', '--no-web-check', '-o', join(dir, 'unpacked')]);
     assert.equal(u.code, 0, u.stderr);
-    assert.match(u.stdout, /^q4: MatMul weights and embedding tables as 4-bit codes/m);
+    assert.match(u.stdout, /^q4: MatMul \/ Gemm weights and embedding tables as 4-bit codes/m);
     const unpacked = (await loadModel(join(dir, 'unpacked', 'decoder_model_q4.onnx'))).model;
     assert.ok(!unpacked.graph!.node.some((n) => n.opType === 'MatMulNBits' || n.opType === 'GatherBlockQuantized'));
     assertFails(await lowbit(['quantize', join(dir, 'in'), '--preset', 'transformers.js', '--format', 'qdq']), 2, /format does not apply with --preset/);

@@ -60,22 +60,23 @@ test('unpackEmbeddingTables: outputs of the float model on the dequantized table
   }
 });
 
-test('preset with unpack-on-load: q4 / q4f16 hold no MatMulNBits or GatherBlockQuantized, run in node and wasm, and are ~6x smaller; q2 is refused with the reason', async () => {
+test('preset with unpack-on-load: q4 / q4f16 / q8 / int8 hold no MatMulNBits, GatherBlockQuantized or dynamic int8, run in node and wasm, and are 3-7x smaller; q2 is refused with the reason', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'lowbit-unpack-preset-'));
   try {
     mkdirSync(join(dir, 'onnx'));
     await saveModel(buildTransformer(opts).toProto(), join(dir, 'onnx', 'model.onnx'));
-    const r = await quantizeTransformersJs({ input: dir, dtypes: ['q4', 'q4f16', 'q2'], weightFormat: 'unpack-on-load', threads: 1 });
+    const r = await quantizeTransformersJs({ input: dir, dtypes: ['q4', 'q4f16', 'q2', 'q8', 'int8'], weightFormat: 'unpack-on-load', threads: 1 });
     assert.equal(r.weightFormat, 'unpack-on-load');
-    const [q4, q4f16, q2] = r.variants;
-    for (const v of [q4!, q4f16!]) {
+    const [q4, q4f16, q2, q8, int8] = r.variants;
+    for (const v of [q8!, int8!]) assert.ok(v.sqnrDb! > 25 && v.sourceBytes / v.bytes > 3, `${v.dtype}: ${v.sqnrDb} dB, ${v.sourceBytes} / ${v.bytes}`);
+    for (const v of [q4!, q4f16!, q8!, int8!]) {
       assert.equal(v.node, 'ok', v.dtype);
       assert.equal(v.web, 'ok', v.dtype);
       assert.ok(v.sqnrDb! > 10, `${v.dtype}: ${v.sqnrDb} dB`);
-      assert.ok(v.sourceBytes / v.bytes > 4, `${v.dtype}: ${v.sourceBytes} / ${v.bytes}`);
+      assert.ok(v.sourceBytes / v.bytes > (v.dtype.startsWith('q4') ? 4 : 3), `${v.dtype}: ${v.sourceBytes} / ${v.bytes}`);
       const m = (await loadModel(v.output)).model;
       const ops = new Set(m.graph!.node.map((n) => n.opType));
-      assert.ok(!ops.has('MatMulNBits') && !ops.has('GatherBlockQuantized'), `${v.dtype}: ${[...ops].join(', ')}`);
+      assert.ok(!ops.has('MatMulNBits') && !ops.has('GatherBlockQuantized') && !ops.has('DynamicQuantizeMatMul'), `${v.dtype}: ${[...ops].join(', ')}`);
     }
     assert.match(q2!.error ?? '', /2-bit codes need INT2\/UINT2/);
     await assert.rejects(quantizeTransformersJs({ input: dir, dtypes: ['q4'], weightFormat: 'nf4' as never }), (e: Error & { code?: string }) => e.code === 'BAD_OPTION');

@@ -40,5 +40,5 @@ test('preset report: rows, legend, a variant that converted nothing, a web failu
 test('preset report: the q4 legend follows the weight format', () => {
   const v = { source: '/m/model.onnx', sourceBytes: 4_000_000, node: 'ok', web: 'ok', dtype: 'q4' as const, output: '/m/model_q4.onnx', bytes: 700_000, quantizedNodes: 3 };
   assert.match(renderPresetReport({ variants: [v], skipped: [], weightFormat: 'matmulnbits' }), /^q4: MatMulNBits 4-bit/m);
-  assert.match(renderPresetReport({ variants: [v], skipped: [], weightFormat: 'unpack-on-load' }), /^q4: MatMul weights and embedding tables as 4-bit codes .* unpacks to float32 when the session loads/m);
+  assert.match(renderPresetReport({ variants: [v], skipped: [], weightFormat: 'unpack-on-load' }), /^q4: MatMul \/ Gemm weights and embedding tables as 4-bit codes .* unpacks to float32 when the session loads/m);
 });
