@@ -30,6 +30,8 @@ export type WeightOnlyAlgorithm = (typeof WEIGHT_ONLY_ALGORITHMS)[number];
  * folding when the session is created. ORT does not fold DequantizeLinear and fuses it with the MatMul into
  * MatMulNBits, which onnxruntime-web's WebAssembly build runs 14-25x slower than float32; the unpacked form runs
  * at float32 speed there (measured: 6-layer d=512 transformer, one token, 1.08x in wasm, 0.96x in onnxruntime-node).
+ * Constant folding is a basic graph optimization (ORT's default level); with optimizations disabled the chain would
+ * run on every inference.
  */
 export const WEIGHT_ONLY_FORMATS = ['matmulnbits', 'qdq', 'unpack-on-load'] as const;
 export type WeightOnlyFormat = (typeof WEIGHT_ONLY_FORMATS)[number];
