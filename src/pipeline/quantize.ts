@@ -161,7 +161,7 @@ export function speedWarnings(latency: LatencySummary | undefined, optimizeFor: 
       : latency?.backend === 'wasm'
         ? "In onnxruntime-web's WebAssembly build, static int8 pays on dense convolutions and MatMuls over many rows (1.6-2.2x measured); " +
             'depthwise and 1x1 convolutions on small maps run slower than in float even with the depthwise convs kept float. ' +
-            'For speed in the browser keep the float model; the int8 one is for download size'
+            'For speed in the browser keep the float model; for a smaller download at float speed use --mode weight-only --bits 8 --format unpack-on-load'
         : "ONNX Runtime's integer kernels win on wide layers (convolutions with 32+ channels, large MatMuls); narrow or depthwise convolutions, per-channel " +
             'broadcasts and 8-bit pooling run slower than their float kernels. For batch-1 latency keep the float model, or ' +
             'leave the slow layers float (--exclude-ops / --exclude-nodes) and compare again; `lowbit bench` times other batch sizes',

@@ -39,7 +39,7 @@ describe('speed warning', () => {
     assert.match(size!, /--optimize-for speed, keeps those float/);
     const [web] = speedWarnings({ ...latency(0.5, 0.8), backend: 'wasm', threads: 1 });
     assert.match(web!, /speedup 0\.63x, onnxruntime-web wasm, 1 thread, medians/);
-    assert.match(web!, /For speed in the browser keep the float model; the int8 one is for download size/);
+    assert.match(web!, /For speed in the browser keep the float model; for a smaller download at float speed use --mode weight-only --bits 8 --format unpack-on-load/);
   });
 
   it('quantize() warns on a model whose int8 form is several times slower (measured 0.13-0.16x)', async () => {
