@@ -163,7 +163,8 @@ const DEPTHWISE_CHANNEL_ALIGN = 16;
  * speedup over fp32, cpu rules -> these: digit MobileNet batch 1 0.65x -> 0.93x, batch 32 0.63x -> 0.87x;
  * PP-OCR cls batch 1 0.36x -> 0.72x, batch 32 0.36x -> 0.71x. Quantizing the pointwise convs behind the
  * float depthwise ones (a Q after each) was slower (MobileNet batch 1 0.64x): in wasm, 1x1 convs on small
- * maps lose to their Q/DQ pairs. Dense 3x3 convs gain (digit CNN 1.70x / 1.61x under both rule sets).
+ * maps lose to their Q/DQ pairs. Dense 3x3 convs gain under both rule sets (digit CNN batch 8 1.5-1.8x; at batch 1,
+ * 0.3-0.5 ms per run, within run-to-run noise: 0.55-1.7x over several runs). bench/web.ts times these models.
  */
 function depthwise(n: NodeProto, ctx: SpeedContext): SpeedDecision | undefined {
   const w = n.input[1] ? ctx.graph.initializers.get(n.input[1]) : undefined;
