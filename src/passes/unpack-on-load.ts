@@ -12,15 +12,14 @@
 import { attrInt, makeAttribute } from '../onnx/attributes.js';
 import { makeNode, nodeLabel, type Graph, type Model } from '../onnx/ir.js';
 import { DataType, type NodeProto, type TensorProto } from '../onnx/proto.js';
-import { dimsOf, makeTensor, tensorStorage } from '../onnx/tensor.js';
+import { dimsOf, makeTensor, type TensorStorage } from '../onnx/tensor.js';
 import { LowbitError } from '../errors.js';
 import { checkBlockwiseOptions, kBlocks, packBits, quantizeBlockwiseRtn, toBlockedDequantize } from '../quant/blockwise.js';
-import { float16ArrayToFloat32 } from '../quant/float16.js';
 import { quantizeBlockwiseHqq } from '../quant/hqq.js';
 import type { PassReport } from './pass-report.js';
 import { cloneModel, constantsToInitializers } from './preprocess.js';
 import { upgradeOpset } from './rules/qdq/opset.js';
-import { isTransposeOf } from './weight-only-gather.js';
+import { floatValues, isTransposeOf, transposed as transpose2d } from './weight-only-gather.js';
 
 export interface UnpackOnLoadOptions {
   bits: 4 | 8;
@@ -49,12 +48,24 @@ export interface UnpackTensors {
   zeroPoint?: string;
 }
 
+/** ONNX element type of blocked codes: INT4 / UINT4 at 4 bits, INT8 / UINT8 at 8 (signed = symmetric, no zero point). */
+export function codeDataType(bits: number, signed: boolean): number {
+  return bits === 4 ? (signed ? DataType.INT4 : DataType.UINT4) : signed ? DataType.INT8 : DataType.UINT8;
+}
+
+/** Codes as tensor storage: 4-bit ones packed two per byte (first in the low nibble), 8-bit ones as they are. */
+export function packCodes(v: Int8Array | Uint8Array, bits: number): TensorStorage {
+  return bits === 4 ? packBits(Uint8Array.from(v, (c) => c & 0x0f), 4) : v;
+}
+
 /**
  * Adds to `g` (Cast(codes) - Gather(Cast(zero point), block)) * Gather(scale, block), block = [floor(k / blockSize)]
  * for k < K: the float [K, N] weight, in the scale's float type. Every input is a constant, so ONNX Runtime folds the
- * chain into an initializer when the session loads. Returns the float weight's name (`output` when given).
+ * chain into an initializer when the session loads. The arithmetic runs in float32 (a float16 scale is Cast up and the
+ * result Cast back): ORT's CPU EP, which does the folding, has no float16 Sub / Mul to fold with. Returns the float
+ * weight's name.
  */
-export function addUnpackChain(g: Graph, t: UnpackTensors, output?: string): string {
+export function addUnpackChain(g: Graph, t: UnpackTensors): string {
   const { codes, scale, zeroPoint, K, blockSize } = t;
   const floatType = g.initializer(scale)?.dataType ?? DataType.FLOAT;
   const blockIndex = g.freshName(`${t.name}_block_index`);
@@ -62,31 +73,36 @@ export function addUnpackChain(g: Graph, t: UnpackTensors, output?: string): str
   const name = (what: string): string => g.freshName(`${t.name}_${what}`);
   const cast = name('codes_float');
   const blockScale = name('block_scale');
-  const y = output ?? name('unpacked');
   const nodes: NodeProto[] = [
-    makeNode('Cast', [codes], [cast], { name: name('Cast'), attribute: [makeAttribute('to', floatType)] }),
+    makeNode('Cast', [codes], [cast], { name: name('Cast'), attribute: [makeAttribute('to', DataType.FLOAT)] }),
     makeNode('Gather', [scale, blockIndex], [blockScale], { name: name('GatherScale'), attribute: [makeAttribute('axis', 0)] }),
   ];
+  let scale32 = blockScale;
+  if (floatType !== DataType.FLOAT) {
+    scale32 = name('block_scale_float');
+    nodes.push(makeNode('Cast', [blockScale], [scale32], { name: name('CastScale'), attribute: [makeAttribute('to', DataType.FLOAT)] }));
+  }
   let centred = cast;
   if (zeroPoint !== undefined) {
     const zf = name('zero_point_float');
     const blockZero = name('block_zero_point');
     centred = name('centred');
     nodes.push(
-      makeNode('Cast', [zeroPoint], [zf], { name: name('CastZeroPoint'), attribute: [makeAttribute('to', floatType)] }),
+      makeNode('Cast', [zeroPoint], [zf], { name: name('CastZeroPoint'), attribute: [makeAttribute('to', DataType.FLOAT)] }),
       makeNode('Gather', [zf, blockIndex], [blockZero], { name: name('GatherZeroPoint'), attribute: [makeAttribute('axis', 0)] }),
       makeNode('Sub', [cast, blockZero], [centred], { name: name('Sub') }),
     );
   }
-  nodes.push(makeNode('Mul', [centred, blockScale], [y], { name: name('Mul') }));
+  let y = name('unpacked');
+  nodes.push(makeNode('Mul', [centred, scale32], [y], { name: name('Mul') }));
+  if (floatType !== DataType.FLOAT) {
+    const back = name('unpacked_typed');
+    nodes.push(makeNode('Cast', [y], [back], { name: name('CastBack'), attribute: [makeAttribute('to', floatType)] }));
+    y = back;
+  }
   g.addNodes(nodes, 0);
   return y;
 }
-
-const floatValues = (t: TensorProto): Float32Array => {
-  const s = tensorStorage(t);
-  return t.dataType === DataType.FLOAT16 ? float16ArrayToFloat32(s as Uint16Array) : (s as Float32Array);
-};
 
 function checkOptions(o: UnpackOnLoadOptions): void {
   if (o.bits !== 4 && o.bits !== 8) throw new LowbitError('BAD_OPTION', `unpack-on-load bits ${JSON.stringify(o.bits)} is not supported`, 'use 4 or 8 (2-bit codes need INT2 tensors, opset 25)');
@@ -118,14 +134,11 @@ function unpackInitializer(g: Graph, t: TensorProto, o: UnpackOnLoadOptions): st
   const rows = dims[0]!;
   const cols = dims.slice(1).reduce((a, b) => a * b, 1);
   // [cols, rows]: blocks of each row run along K = cols, the layout of the unpacking chain (and DequantizeLinear).
-  const values = floatValues(t);
-  const wt = new Float32Array(rows * cols);
-  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) wt[c * rows + r] = values[r * cols + c]!;
+  const wt = transpose2d(floatValues(t), rows, cols);
   const opts = { bits: o.bits, blockSize: o.blockSize, symmetric: o.symmetric };
   const b = toBlockedDequantize(o.algorithm === 'hqq' ? quantizeBlockwiseHqq(wt, cols, rows, opts) : quantizeBlockwiseRtn(wt, cols, rows, opts));
-  const four = o.bits === 4;
-  const codeType = four ? (b.signed ? DataType.INT4 : DataType.UINT4) : b.signed ? DataType.INT8 : DataType.UINT8;
-  const pack = (v: Int8Array | Uint8Array) => (four ? packBits(Uint8Array.from(v, (c) => c & 0x0f), 4) : v);
+  const codeType = codeDataType(o.bits, b.signed);
+  const pack = (v: Int8Array | Uint8Array): TensorStorage => packCodes(v, o.bits);
   const nb = kBlocks(cols, o.blockSize);
   const codes = g.freshName(`${name}_q${o.bits}`);
   const scale = g.freshName(`${name}_scale`);

@@ -60,7 +60,7 @@ interface TableGather {
 }
 
 /** E [V, D] transposed to the MatMul weight layout [D, V] (blocks of the table's rows run along K = D). */
-function transposed(e: Float32Array, V: number, D: number): Float32Array {
+export function transposed(e: Float32Array, V: number, D: number): Float32Array {
   const t = new Float32Array(V * D);
   for (let v = 0; v < V; v++) for (let d = 0; d < D; d++) t[d * V + v] = e[v * D + d]!;
   return t;
@@ -88,7 +88,7 @@ function checkOptions(opts: QuantizeEmbeddingsOptions): void {
 }
 
 /** E's values as float32 (float16 storage widened). */
-function floatValues(t: TensorProto): Float32Array {
+export function floatValues(t: TensorProto): Float32Array {
   const s = tensorStorage(t);
   return t.dataType === DataType.FLOAT16 ? float16ArrayToFloat32(s as Uint16Array) : (s as Float32Array);
 }

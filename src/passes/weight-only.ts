@@ -9,7 +9,7 @@ import { MS_DOMAIN, makeNode, type Graph, type Model } from '../onnx/ir.js';
 import { DataType, type NodeProto, type TensorProto } from '../onnx/proto.js';
 import { dataTypeName, deferTensor, dimsOf, makeTensor, tensorStorage, type TensorStorage } from '../onnx/tensor.js';
 import { LowbitError } from '../errors.js';
-import { checkBlockwiseOptions, kBlocks, packBits, packMatMulNBits, quantizeBlockwiseRtn, toBlockedDequantize, type BlockBits, type BlockQuantized } from '../quant/blockwise.js';
+import { checkBlockwiseOptions, kBlocks, packMatMulNBits, quantizeBlockwiseRtn, toBlockedDequantize, type BlockBits, type BlockQuantized } from '../quant/blockwise.js';
 import { float16ArrayToFloat32, float32ArrayToFloat16 } from '../quant/float16.js';
 import { quantizeBlockwiseHqq } from '../quant/hqq.js';
 import { cloneModel } from './preprocess.js';
@@ -17,7 +17,7 @@ import { cloneModelDeep, hasBodies } from './qdq-subgraph.js';
 import { constantTensor, readFloatConstant, removeIfUnused } from './quant-weight.js';
 import { upgradeOpset } from './rules/qdq/opset.js';
 import { definingGraph, nodePath, touchScopes, weightScopes } from './graph-scopes.js';
-import { addUnpackChain } from './unpack-on-load.js';
+import { addUnpackChain, codeDataType, packCodes } from './unpack-on-load.js';
 
 
 /** Data-free algorithms: round-to-nearest, or HQQ's optimised zero points and scales (src/quant/hqq.ts). */
@@ -463,9 +463,8 @@ function addDequantizeTensors(g: Graph, o: CheckedWeightOnlyOptions, job: Weight
   const nb = kBlocks(K, o.blockSize);
   const eager = o.defer ? undefined : quantize();
   const signed = eager ? eager.symmetric : o.symmetric; // toBlockedDequantize: symmetric -> signed codes, no zero point
-  const four = o.bits === 4;
-  const dataType = four ? (signed ? DataType.INT4 : DataType.UINT4) : signed ? DataType.INT8 : DataType.UINT8;
-  const pack = (v: Int8Array | Uint8Array): TensorStorage => (four ? packBits(Uint8Array.from(v, (c) => c & 0x0f), 4) : v);
+  const dataType = codeDataType(o.bits, signed);
+  const pack = (v: Int8Array | Uint8Array): TensorStorage => packCodes(v, o.bits);
   const specs: OutputSpec[] = [
     { base: `${ref.name}_q${o.bits}`, dataType, dims: [K, N] },
     { base: `${ref.name}_scale`, dataType: floatType, dims: [nb, N] },

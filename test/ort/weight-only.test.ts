@@ -21,7 +21,8 @@ import { sqnrDb } from '../../src/quant/metrics.js';
 import { mulberry32 } from '../../src/rng.js';
 import { maxRelError } from '../helpers.js';
 import { runFirstOutput } from './run-helpers.js';
-import { optimizedOpTypes } from '../../src/runtime/optimized.js';
+import { optimizedModel, optimizedOpTypes } from '../../src/runtime/optimized.js';
+import { convertFloat16 } from '../../src/passes/float16.js';
 import { runInWeb } from '../../src/runtime/web.js';
 
 const rand = (n: number, seed: number, std = 1) => {
@@ -95,6 +96,13 @@ describe('weight-only quantization in ORT', () => {
         }
       }
     }
+    // A float16 model: float16 scales, the arithmetic still float32 (ORT's CPU EP folds no float16 Sub / Mul).
+    const half = convertFloat16(matmulModel(W), { type: 'float16', keepIoTypes: true }).model;
+    const { model: h } = quantizeWeightOnly(half, { bits: 4, blockSize: 32, format: 'unpack-on-load' });
+    const hRef = await run(quantizeWeightOnly(half, { bits: 4, blockSize: 32, format: 'qdq' }).model, feeds, 'basic');
+    assert.ok(maxRelError(await run(h, feeds), hRef) < 5e-3, `float16: ${maxRelError(await run(h, feeds), hRef)}`);
+    const hOpt = await optimizedModel(encodeModel(h.toProto()));
+    assert.deepEqual(hOpt.graph!.node.map((n) => n.opType).filter((op) => /^(Gather|Sub|Mul)$/.test(op)), [], 'float16: ORT folds the unpacking too');
     const { model: g } = quantizeWeightOnly(matmulModel(W, true), { bits: 4, blockSize: 32, format: 'unpack-on-load' });
     const ref = await run(quantizeWeightOnly(matmulModel(W, true), { bits: 4, blockSize: 32, format: 'qdq' }).model, feeds, 'basic');
     assert.ok(maxRelError(await run(g, feeds), ref) < 1e-5, 'Gemm with beta and bias');
