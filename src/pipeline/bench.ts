@@ -13,7 +13,7 @@ import { Session, type OptimizationLevel, type ValueMeta } from '../runtime/sess
 import { WebSession } from '../runtime/web.js';
 import { loadModel } from '../io/model-file.js';
 import { encodeModel } from '../onnx/encode.js';
-import type { ProgressEvent } from './options.js';
+import { BACKENDS, type Backend, type ProgressEvent } from './options.js';
 
 /** Size given to symbolic dims that are neither a batch axis nor named in `shapes`. */
 export const DEFAULT_SYMBOLIC_DIM = 128;
@@ -30,9 +30,6 @@ export interface FeedShapeOptions {
   seed?: number;
 }
 
-/** Where models are timed: onnxruntime-node's CPU backend, or onnxruntime-web's WebAssembly one (what browsers run). */
-export const BENCH_BACKENDS = ['cpu', 'wasm'] as const;
-export type BenchBackend = (typeof BENCH_BACKENDS)[number];
 
 export interface BenchOptions extends FeedShapeOptions {
   /** Model file path (or bytes). */
@@ -41,7 +38,7 @@ export interface BenchOptions extends FeedShapeOptions {
    * 'cpu' (default): onnxruntime-node. 'wasm': onnxruntime-web's WebAssembly backend run from Node, one thread
    * (what every browser runs without cross-origin isolation); needs the optional onnxruntime-web package.
    */
-  backend?: BenchBackend;
+  backend?: Backend;
   /** ORT intra-op threads (default 2; the wasm backend runs 1). */
   threads?: number;
   /** Timed runs (default 20). */
@@ -189,7 +186,7 @@ async function openRunner(model: string | Uint8Array, opts: Omit<BenchOptions, '
     return { run: (f) => web.run(f), release: () => web.release(), inputs: web.inputs };
   }
   if (opts.backend !== undefined && opts.backend !== 'cpu') {
-    throw new LowbitError('BAD_OPTION', `unknown backend '${String(opts.backend)}'`, `use one of ${BENCH_BACKENDS.join(', ')}`);
+    throw new LowbitError('BAD_OPTION', `unknown backend '${String(opts.backend)}'`, `use one of ${BACKENDS.join(', ')}`);
   }
   const session = await Session.create(model, {
     threads: opts.threads ?? 2,

@@ -227,7 +227,8 @@ export function applyQuantizeConfig(o: QuantizeOptions): QuantizeOptions {
  * (e.g. the layers the gate kept at 16 bits) added to the run's activationTypeOverrides.
  */
 export function configOf(o: ResolvedQuantizeOptions, excludeNodes: readonly string[], overrides: Readonly<Record<string, ResolvedQuantizeOptions['activationType']>> = {}): QuantizeConfig {
-  const c: QuantizeConfig = { mode: o.mode };
+  // backend (where the report times the models; static mode's speed rules) applies to every mode.
+  const c: QuantizeConfig = { mode: o.mode, backend: o.backend };
   if (o.mode === 'fp16' || o.mode === 'bf16') {
     // these modes take no quantization options (resolveQuantizeOptions refuses them); keepIoTypes is a flag, not a config key
     if (o.mode === 'fp16') {
@@ -267,7 +268,6 @@ export function configOf(o: ResolvedQuantizeOptions, excludeNodes: readonly stri
     c.symmetricActivations = o.symmetricActivations;
     c.reduceRange = o.reduceRange;
     c.optimizeFor = o.optimizeFor;
-    c.backend = o.backend;
     c.format = o.format;
   } else {
     c.dynamicConv = o.dynamicConv;

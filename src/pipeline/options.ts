@@ -165,8 +165,8 @@ export interface QuantizeOptions {
   /**
    * Static mode: 'speed' (default) keeps float the layers ONNX Runtime's x86 CPU runs slower in int8 than in
    * float (narrow stems, narrow depthwise convs, 8-bit MaxPool heads: src/passes/rules/qdq/speed.ts) and pads
-   * depthwise channel groups for its fast kernel; 'size' quantizes every eligible layer (smallest file; for
-   * other runtimes, e.g. onnxruntime-web, or when the download matters more than CPU latency).
+   * depthwise channel groups for its fast kernel; 'size' quantizes every eligible layer (smallest file, when the
+   * download matters more than CPU latency).
    */
   optimizeFor?: OptimizeFor;
   /**

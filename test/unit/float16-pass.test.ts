@@ -227,8 +227,8 @@ describe('quantize options: fp16 / bf16 modes', () => {
     const o = resolveQuantizeOptions({ ...io, mode: 'fp16' });
     assert.equal(o.keepIoTypes, true);
     assert.equal(resolveQuantizeOptions({ ...io, mode: 'fp16', keepIoTypes: false }).keepIoTypes, false);
-    assert.deepEqual(configOf(resolveQuantizeOptions({ ...io, mode: 'fp16', excludeOps: ['Softmax'] }), []), { mode: 'fp16', excludeOps: ['Softmax'], excludeNodes: [] });
-    assert.deepEqual(configOf(resolveQuantizeOptions({ ...io, mode: 'bf16' }), []), { mode: 'bf16' });
+    assert.deepEqual(configOf(resolveQuantizeOptions({ ...io, mode: 'fp16', excludeOps: ['Softmax'] }), []), { mode: 'fp16', backend: 'cpu', excludeOps: ['Softmax'], excludeNodes: [] });
+    assert.deepEqual(configOf(resolveQuantizeOptions({ ...io, mode: 'bf16' }), []), { mode: 'bf16', backend: 'cpu' });
     // verification data is allowed (it does not switch the mode to static)
     assert.equal(resolveQuantizeOptions({ ...io, mode: 'fp16', calib: 'd.npy' }).mode, 'fp16');
   });

@@ -118,6 +118,7 @@ describe('quantize config: merge', () => {
     throwsLowbit(() => resolveQuantizeOptions({ input: 'm.onnx', output: 'q.onnx', calib: 'x.npy', format: 'unpack-on-load' }), 'BAD_OPTION', 'the unpack-on-load format applies to weight-only mode only');
     throwsLowbit(() => resolveQuantizeOptions({ input: 'm.onnx', output: 'q.onnx', mode: 'weight-only', format: 'unpack-on-load', bits: 2 }), 'BAD_OPTION', '2-bit codes need INT2/UINT2 tensors');
     assert.equal(resolveQuantizeOptions({ input: 'm.onnx', output: 'q.onnx', mode: 'weight-only', format: 'unpack-on-load' }).format, 'unpack-on-load');
+    assert.equal(configOf(resolveQuantizeOptions({ input: 'm.onnx', output: 'q.onnx', mode: 'weight-only', format: 'unpack-on-load', backend: 'wasm' }), []).backend, 'wasm', 'backend is kept in every mode\'s config');
     throwsLowbit(() => resolveQuantizeOptions({ input: 'm.onnx', output: 'q.onnx', mode: 'fp16', optimizeFor: 'size' }), 'BAD_OPTION', 'optimizeFor does not apply to fp16 mode');
     throwsLowbit(() => resolveQuantizeOptions({ input: 'm.onnx', output: 'q.onnx', config: { maxDrop: 1 } }), 'BAD_OPTION', 'config must be merged');
     throwsLowbit(() => applyQuantizeConfig({ input: 'm.onnx', output: 'q.onnx', config: 3 as never }), 'BAD_OPTION', 'config must be a file path or an object');
