@@ -198,7 +198,7 @@ async function openRunner(model: string | Uint8Array, opts: Omit<BenchOptions, '
 /** `webModel`: the model's bytes for the wasm backend, when the caller read them already. */
 async function prepare(model: string | Uint8Array, opts: Omit<BenchOptions, 'model'>, webModel?: Uint8Array): Promise<Bencher> {
   const sizeBytes = sizeOfModel(model);
-  threadsOf(opts);
+  threadsOf(opts); // refuses a thread count the backend cannot run before anything is loaded
   const session = await openRunner(model, opts, webModel);
   try {
     const missing = session.inputs.filter((m) => !opts.inputs?.[m.name]);

@@ -106,8 +106,7 @@ describe('optimizeFor', () => {
     const dw = r.nodes.find((n) => n.node === 'dwconv')!;
     assert.equal(dw.quantized, false);
     assert.match(dw.detail, /WebAssembly build has no fast int8 depthwise kernel/);
-    const slower = r.warnings.find((w) => /slower than the float model/.test(w));
-    if (slower) assert.match(slower, /onnxruntime-web wasm, 1 thread/);
+    // (whether it is slower depends on the machine; the wording of a wasm warning is checked with fixed latencies above)
     assert.ok(r.fidelity.sqnrDb! > 25);
   });
 });
