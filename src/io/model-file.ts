@@ -11,7 +11,7 @@ import { LowbitError } from '../errors.js';
 import { decodeModel } from '../onnx/decode.js';
 import { encodeModelChunks } from '../onnx/encode.js';
 import { deferredData, setDeferred } from '../onnx/deferred.js';
-import { externalDataInfo, forEachTensor, isExternal, planExternalShards, shardLocation } from '../onnx/external-data.js';
+import { externalDataInfo, forEachTensor, isExternal, planExternalShards } from '../onnx/external-data.js';
 import type { ModelProto, TensorProto } from '../onnx/proto.js';
 
 export interface LoadOptions {

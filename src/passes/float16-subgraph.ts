@@ -10,11 +10,8 @@ import { inferElemTypes } from '../onnx/infer.js';
 import type { Graph } from '../onnx/ir.js';
 import { DataType, type NodeProto } from '../onnx/proto.js';
 import type { Float16Type } from './float16.js';
-import { CONTROL_FLOW_OPS } from './qdq-subgraph.js';
+import { isControlFlow } from './qdq-subgraph.js';
 import { nodePath } from './graph-scopes.js';
-
-/** Whether `n` is an If/Loop/Scan of the default domain (the nodes whose bodies the conversion enters). */
-export const isControlFlow = (n: NodeProto): boolean => (!n.domain || n.domain === 'ai.onnx') && CONTROL_FLOW_OPS.has(n.opType ?? '');
 
 /**
  * Refuses nodes holding subgraphs other than If/Loop/Scan bodies (SequenceMap, custom-domain ops), at every depth.

@@ -12,7 +12,8 @@ import { removeIfUnused } from './quant-weight.js';
 /** Control-flow ops whose bodies static quantization enters (default ONNX domain). */
 export const CONTROL_FLOW_OPS: ReadonlySet<string> = new Set(['If', 'Loop', 'Scan']);
 
-const isControlFlow = (n: NodeProto): boolean => (!n.domain || n.domain === 'ai.onnx') && CONTROL_FLOW_OPS.has(n.opType ?? '');
+/** Whether `n` is an If/Loop/Scan of the default domain (the nodes whose bodies the passes enter). */
+export const isControlFlow = (n: NodeProto): boolean => (!n.domain || n.domain === 'ai.onnx') && CONTROL_FLOW_OPS.has(n.opType ?? '');
 
 function cloneNode(n: NodeProto): NodeProto {
   return {

@@ -83,6 +83,14 @@ export function readFloatConstant(graph: Graph, name: string): FloatConstant {
       'only constant weights can be quantized ahead of time',
     );
   }
+  return { data: tensorFloat32(t, name), dims: dimsOf(t), dataType: t.dataType! };
+}
+
+/**
+ * A float tensor's values as float32 (FLOAT may be a view of the model bytes: do not write to it).
+ * @throws LowbitError UNSUPPORTED_MODEL for a tensor that is not FLOAT, FLOAT16, BFLOAT16 or DOUBLE.
+ */
+export function tensorFloat32(t: TensorProto, name = t.name ?? ''): Float32Array {
   const convert = t.dataType === undefined ? undefined : TO_FLOAT32[t.dataType];
   if (!convert) {
     throw new LowbitError(
@@ -91,7 +99,14 @@ export function readFloatConstant(graph: Graph, name: string): FloatConstant {
       'only FLOAT, FLOAT16, BFLOAT16 and DOUBLE weights can be quantized',
     );
   }
-  return { data: convert(tensorStorage(t)), dims: dimsOf(t), dataType: t.dataType! };
+  return convert(tensorStorage(t));
+}
+
+/** A row-major [rows, cols] matrix transposed to [cols, rows]. */
+export function transpose2d(m: ArrayLike<number>, rows: number, cols: number): Float32Array {
+  const t = new Float32Array(rows * cols);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) t[c * rows + r] = m[r * cols + c]!;
+  return t;
 }
 
 /** Throws NON_FINITE naming the tensor and the first bad element. */

@@ -12,14 +12,15 @@
 import { attrInt, makeAttribute } from '../onnx/attributes.js';
 import { makeNode, nodeLabel, type Graph, type Model } from '../onnx/ir.js';
 import { DataType, type NodeProto, type TensorProto } from '../onnx/proto.js';
-import { dimsOf, makeTensor, type TensorStorage } from '../onnx/tensor.js';
+import { dimsOf, makeTensor, packInt4, type TensorStorage } from '../onnx/tensor.js';
 import { LowbitError } from '../errors.js';
-import { checkBlockwiseOptions, kBlocks, packBits, quantizeBlockwiseRtn, toBlockedDequantize } from '../quant/blockwise.js';
+import { checkBlockwiseOptions, kBlocks, quantizeBlockwiseRtn, toBlockedDequantize } from '../quant/blockwise.js';
 import { quantizeBlockwiseHqq } from '../quant/hqq.js';
 import type { PassReport } from './pass-report.js';
 import { cloneModel, constantsToInitializers } from './preprocess.js';
 import { upgradeOpset } from './rules/qdq/opset.js';
-import { floatValues, isTransposeOf, transposed as transpose2d } from './weight-only-gather.js';
+import { isTransposeOf } from './weight-only-gather.js';
+import { tensorFloat32, transpose2d } from './quant-weight.js';
 
 export interface UnpackOnLoadOptions {
   bits: 4 | 8;
@@ -55,7 +56,7 @@ export function codeDataType(bits: number, signed: boolean): number {
 
 /** Codes as tensor storage: 4-bit ones packed two per byte (first in the low nibble), 8-bit ones as they are. */
 export function packCodes(v: Int8Array | Uint8Array, bits: number): TensorStorage {
-  return bits === 4 ? packBits(Uint8Array.from(v, (c) => c & 0x0f), 4) : v;
+  return bits === 4 ? packInt4(v) : v;
 }
 
 /**
@@ -110,6 +111,9 @@ function checkOptions(o: UnpackOnLoadOptions): void {
   if (o.algorithm === 'hqq' && o.symmetric) throw new LowbitError('BAD_OPTION', 'hqq optimises a zero point per block: it has no symmetric form', 'drop symmetric, or use rtn');
 }
 
+/** The report's description of the codes, e.g. "8-bit, block 32, asymmetric, hqq". */
+const unpackTag = (o: UnpackOnLoadOptions): string => `${o.bits}-bit, block ${o.blockSize}, ${o.symmetric ? 'symmetric' : 'asymmetric'}${o.algorithm === 'hqq' ? ', hqq' : ''}`;
+
 /** 4-bit codes are Cast from INT4 / UINT4: opset 21 and IR version 10. */
 function raiseForInt4(out: Model): void {
   const from = out.opset('') ?? 1;
@@ -134,7 +138,7 @@ function unpackInitializer(g: Graph, t: TensorProto, o: UnpackOnLoadOptions): st
   const rows = dims[0]!;
   const cols = dims.slice(1).reduce((a, b) => a * b, 1);
   // [cols, rows]: blocks of each row run along K = cols, the layout of the unpacking chain (and DequantizeLinear).
-  const wt = transpose2d(floatValues(t), rows, cols);
+  const wt = transpose2d(tensorFloat32(t), rows, cols);
   const opts = { bits: o.bits, blockSize: o.blockSize, symmetric: o.symmetric };
   const b = toBlockedDequantize(o.algorithm === 'hqq' ? quantizeBlockwiseHqq(wt, cols, rows, opts) : quantizeBlockwiseRtn(wt, cols, rows, opts));
   const codeType = codeDataType(o.bits, b.signed);
@@ -192,7 +196,7 @@ export function unpackEmbeddingTables(model: Model, o: UnpackOnLoadOptions): { m
     if (n.opType !== 'Gather' || (n.domain ?? '') !== '') continue;
     const data = n.input[0] ?? '';
     if (!isFloat2d(g.initializers.get(data)) || dimsOf(g.initializers.get(data)!).length !== 2) continue;
-    const why = excluded(n) ? 'excluded' : attrInt(n, 'axis', 0) !== 0 ? 'gathers along axis 1, not rows of a table' : g.isGraphOutput(data) ? `its table '${data}' is also a graph output` : undefined;
+    const why = excluded(n) ? 'excluded' : ![0, -2].includes(attrInt(n, 'axis', 0)) ? 'gathers along axis 1, not rows of a table' : g.isGraphOutput(data) ? `its table '${data}' is also a graph output` : undefined;
     if (why) {
       kept.add(data);
       report.skipped.push({ node: nodeLabel(n, i), opType: 'Gather', reason: why });
@@ -202,7 +206,7 @@ export function unpackEmbeddingTables(model: Model, o: UnpackOnLoadOptions): { m
   }
   for (const k of kept) tables.delete(k); // a table one Gather keeps float stays float for all (one copy)
   if (tables.size && o.bits === 4) raiseForInt4(out);
-  const tag = `${o.bits}-bit, block ${o.blockSize}, ${o.symmetric ? 'symmetric' : 'asymmetric'}`;
+  const tag = unpackTag(o);
   for (const [data, readers] of tables) {
     const e = g.initializers.get(data)!;
     const [V, D] = dimsOf(e) as [number, number];
@@ -270,7 +274,7 @@ export function unpackConvWeights(model: Model, o: UnpackOnLoadOptions): { model
   }
   for (const k of kept) weights.delete(k);
   if (weights.size && o.bits === 4) raiseForInt4(out);
-  const tag = `${o.bits}-bit, block ${o.blockSize}, ${o.symmetric ? 'symmetric' : 'asymmetric'}${o.algorithm === 'hqq' ? ', hqq' : ''}`;
+  const tag = unpackTag(o);
   for (const [w, readers] of weights) {
     unpackInitializer(g, g.initializers.get(w)!, o);
     for (const r of readers) {

@@ -23,8 +23,8 @@ import { MS_DOMAIN, Model, makeNode, makeValueInfo, type Graph } from '../onnx/i
 import { DataType, type NodeProto, type TensorProto } from '../onnx/proto.js';
 import { dimsOf, makeTensor, tensorStorage } from '../onnx/tensor.js';
 import { checkBlockwiseOptions, kBlocks, packBits, quantizeBlockwiseRtn } from '../quant/blockwise.js';
-import { float16ArrayToFloat32, float32ArrayToFloat16 } from '../quant/float16.js';
-import { removeIfUnused } from './quant-weight.js';
+import { float32ArrayToFloat16 } from '../quant/float16.js';
+import { removeIfUnused, tensorFloat32, transpose2d } from './quant-weight.js';
 import { definingGraph, nodePath, touchScopes, weightScopes, type WeightScope } from './graph-scopes.js';
 import type { PassReport } from './pass-report.js';
 
@@ -59,13 +59,6 @@ interface TableGather {
   scope: WeightScope;
 }
 
-/** E [V, D] transposed to the MatMul weight layout [D, V] (blocks of the table's rows run along K = D). */
-export function transposed(e: Float32Array, V: number, D: number): Float32Array {
-  const t = new Float32Array(V * D);
-  for (let v = 0; v < V; v++) for (let d = 0; d < D; d++) t[d * V + v] = e[v * D + d]!;
-  return t;
-}
-
 /** Codes of each row's first `width` values (of `stride` per row) packed `8/bits` per byte, first value in the low bits. */
 function packRows(q: Uint8Array, rows: number, stride: number, width: number, bits: 4 | 8): Uint8Array {
   const rowBytes = Math.ceil((width * bits) / 8);
@@ -85,12 +78,6 @@ function checkOptions(opts: QuantizeEmbeddingsOptions): void {
   if (opts.subgraphs !== undefined && typeof opts.subgraphs !== 'boolean') {
     throw new LowbitError('BAD_OPTION', `subgraphs must be true or false, got ${JSON.stringify(opts.subgraphs)}`, 'pass subgraphs: false to leave If/Loop/Scan bodies float');
   }
-}
-
-/** E's values as float32 (float16 storage widened). */
-export function floatValues(t: TensorProto): Float32Array {
-  const s = tensorStorage(t);
-  return t.dataType === DataType.FLOAT16 ? float16ArrayToFloat32(s as Uint16Array) : (s as Float32Array);
 }
 
 /** True when initializer `w` [D, V] holds exactly E^T (E [V, D]), same element type. */
@@ -291,7 +278,7 @@ export function quantizeEmbeddings(
       // Rows of E are the columns of E^T [D, V]: the MatMulNBits form of the tied LM head (K = D, N = V).
       // A float16 table stores float16 scales (GatherBlockQuantized's output type is the scales' type): codes are
       // computed with the float32 scale, so the stored table is off by the scale's rounding (2^-11 relative).
-      const bq = quantizeBlockwiseRtn(transposed(floatValues(e), V, D), D, V, { bits, blockSize, symmetric });
+      const bq = quantizeBlockwiseRtn(transpose2d(tensorFloat32(e), V, D), D, V, { bits, blockSize, symmetric });
       const kb = kBlocks(D, blockSize);
       const scaleType = e.dataType!;
       const scaleData = (): Float32Array | Uint16Array => (fp16 ? float32ArrayToFloat16(bq.scales) : bq.scales.slice());

@@ -7,14 +7,14 @@
 import { attrFloat, attrInt, makeAttribute } from '../onnx/attributes.js';
 import { MS_DOMAIN, makeNode, type Graph, type Model } from '../onnx/ir.js';
 import { DataType, type NodeProto, type TensorProto } from '../onnx/proto.js';
-import { dataTypeName, deferTensor, dimsOf, makeTensor, tensorStorage, type TensorStorage } from '../onnx/tensor.js';
+import { dataTypeName, deferTensor, dimsOf, makeTensor, type TensorStorage } from '../onnx/tensor.js';
 import { LowbitError } from '../errors.js';
 import { checkBlockwiseOptions, kBlocks, packMatMulNBits, quantizeBlockwiseRtn, toBlockedDequantize, type BlockBits, type BlockQuantized } from '../quant/blockwise.js';
-import { float16ArrayToFloat32, float32ArrayToFloat16 } from '../quant/float16.js';
+import { float32ArrayToFloat16 } from '../quant/float16.js';
 import { quantizeBlockwiseHqq } from '../quant/hqq.js';
 import { cloneModel } from './preprocess.js';
 import { cloneModelDeep, hasBodies } from './qdq-subgraph.js';
-import { constantTensor, readFloatConstant, removeIfUnused } from './quant-weight.js';
+import { constantTensor, readFloatConstant, removeIfUnused, tensorFloat32, transpose2d } from './quant-weight.js';
 import { upgradeOpset } from './rules/qdq/opset.js';
 import { definingGraph, nodePath, touchScopes, weightScopes } from './graph-scopes.js';
 import { addUnpackChain, codeDataType, packCodes } from './unpack-on-load.js';
@@ -352,13 +352,8 @@ interface WeightJob {
 function quantizeJob(o: CheckedWeightOnlyOptions, hook: WeightOnlyOptions['quantizeWeight'], job: WeightJob): BlockQuantized {
   const { ref, src, K, N } = job;
   try {
-    const s = tensorStorage(src);
-    let w = src.dataType === DataType.FLOAT16 ? float16ArrayToFloat32(s as Uint16Array) : (s as Float32Array);
-    if (ref.transposed) {
-      const tw = new Float32Array(K * N);
-      for (let k = 0; k < K; k++) for (let n = 0; n < N; n++) tw[k * N + n] = w[n * K + k]!;
-      w = tw;
-    }
+    let w = tensorFloat32(src, ref.name);
+    if (ref.transposed) w = transpose2d(w, N, K); // Gemm transB: B is stored [N, K]
     if (ref.alpha !== 1) w = w.map((v) => v * ref.alpha);
     return quantizeOne(o, hook, ref.name, w, K, N);
   } catch (e) {

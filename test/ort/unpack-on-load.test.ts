@@ -60,7 +60,7 @@ test('unpackEmbeddingTables: outputs of the float model on the dequantized table
   }
 });
 
-test('preset with unpack-on-load: q4 / q4f16 / q8 / int8 hold no MatMulNBits, GatherBlockQuantized or dynamic int8, run in node and wasm, and are 3-7x smaller; q2 is refused with the reason', async () => {
+test('preset with unpack-on-load: q4 / q4f16 / q8 / int8 hold no MatMulNBits, GatherBlockQuantized or dynamic int8, run in node and wasm, and are 3-7x smaller; q2 keeps MatMulNBits', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'lowbit-unpack-preset-'));
   try {
     mkdirSync(join(dir, 'onnx'));
@@ -78,7 +78,9 @@ test('preset with unpack-on-load: q4 / q4f16 / q8 / int8 hold no MatMulNBits, Ga
       const ops = new Set(m.graph!.node.map((n) => n.opType));
       assert.ok(!ops.has('MatMulNBits') && !ops.has('GatherBlockQuantized') && !ops.has('DynamicQuantizeMatMul'), `${v.dtype}: ${[...ops].join(', ')}`);
     }
-    assert.match(q2!.error ?? '', /2-bit codes need INT2\/UINT2/);
+    // q2 keeps MatMulNBits (2-bit codes cannot be Cast before opset 25) and is written.
+    assert.equal(q2!.node, 'ok');
+    assert.ok((await loadModel(q2!.output)).model.graph!.node.some((n) => n.opType === 'MatMulNBits'), 'q2 stays MatMulNBits');
     await assert.rejects(quantizeTransformersJs({ input: dir, dtypes: ['q4'], weightFormat: 'nf4' as never }), (e: Error & { code?: string }) => e.code === 'BAD_OPTION');
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -143,4 +145,22 @@ test('quantize --mode weight-only --format unpack-on-load on the bundled digit M
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('unpackEmbeddingTables: axis -2 is axis 0 of a table; axis 1 is left float with the reason', async () => {
+  const { ModelBuilder } = await import('../../src/onnx/builder.js');
+  const build = (axis: number) => {
+    const b = new ModelBuilder({ opset: 13 });
+    const ids = b.input('ids', DataType.INT64, [4]);
+    const table = b.initializer('table', Float32Array.from({ length: 16 * 32 }, (_, i) => Math.cos(i)), [16, 32]);
+    b.output(b.op('Gather', [table, ids], { axis }, { name: 'lookup' }), DataType.FLOAT);
+    return b.build();
+  };
+  for (const axis of [0, -2]) {
+    const { model, report } = unpackEmbeddingTables(build(axis), { bits: 8, blockSize: 16, symmetric: false });
+    assert.deepEqual(report.quantized.map((r) => r.node), ['lookup'], `axis ${axis}`);
+    assert.equal(model.graph.initializers.has('table'), false);
+  }
+  const { report } = unpackEmbeddingTables(build(1), { bits: 8, blockSize: 16, symmetric: false });
+  assert.match(report.skipped[0]!.reason, /axis 1/);
 });

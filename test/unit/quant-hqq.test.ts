@@ -75,13 +75,11 @@ describe('quantizeBlockwiseHqq gain', () => {
   });
 });
 
-describe('quantizeBlockwiseHqq determinism', () => {
-  it('same input, same codes, scales and zero points', () => {
+describe('quantizeBlockwiseHqq inputs', () => {
+  it('leaves the weight untouched (a FLOAT weight may be a view of the model bytes)', () => {
     const w = normal(96 * 20, 3, 0.01);
-    const a = quantizeBlockwiseHqq(w, 96, 20, { bits: 4, blockSize: 32 });
-    const b = quantizeBlockwiseHqq(w.slice(), 96, 20, { bits: 4, blockSize: 32 });
-    assert.deepEqual(a.q, b.q);
-    assert.deepEqual(a.scales, b.scales);
-    assert.deepEqual(a.zeroPoints, b.zeroPoints);
+    const copy = w.slice();
+    quantizeBlockwiseHqq(w, 96, 20, { bits: 4, blockSize: 32 });
+    assert.deepEqual(w, copy);
   });
 });
