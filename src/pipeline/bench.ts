@@ -10,7 +10,7 @@ import { float32ArrayToFloat16 } from '../quant/float16.js';
 import { DTYPE_INFO, dtypeOfElemType } from '../runtime/arrays.js';
 import { batchSizeOf } from '../runtime/batching.js';
 import { Session, type OptimizationLevel, type ValueMeta } from '../runtime/session.js';
-import { WebSession } from '../runtime/web.js';
+import { WebSession, type WebExternalData } from '../runtime/web.js';
 import { loadModel } from '../io/model-file.js';
 import { encodeModel } from '../onnx/encode.js';
 import { BACKENDS, type Backend, type ProgressEvent } from './options.js';
@@ -39,6 +39,8 @@ export interface BenchOptions extends FeedShapeOptions {
    * (what every browser runs without cross-origin isolation); needs the optional onnxruntime-web package.
    */
   backend?: Backend;
+  /** wasm backend, `model` given as bytes: its external-data files, by the location written in the model. */
+  externalData?: WebExternalData[];
   /** ORT intra-op threads (default 2; the wasm backend runs 1). */
   threads?: number;
   /** Timed runs (default 20). */
@@ -169,12 +171,19 @@ function threadsOf(opts: Omit<BenchOptions, 'model'>): number {
     if (opts.threads !== undefined && opts.threads !== 1) {
       throw new LowbitError('BAD_OPTION', `the wasm backend runs one thread (got threads ${opts.threads})`, 'drop --threads with --backend wasm (browsers without cross-origin isolation run onnxruntime-web single-threaded)');
     }
+    if (opts.optimizationLevel !== undefined) {
+      throw new LowbitError('BAD_OPTION', 'optimizationLevel applies to the cpu backend only', 'drop it with backend wasm (onnxruntime-web runs its default optimizations)');
+    }
     return 1;
   }
+  if (opts.externalData !== undefined) throw new LowbitError('BAD_OPTION', 'externalData applies to the wasm backend only', 'onnxruntime-node reads a model\'s external data from its folder: pass the model path');
   return opts.threads ?? 2;
 }
 
-/** The model's bytes for onnxruntime-web, external data inlined (read through loadModel's path checks). */
+/**
+ * The model's bytes for onnxruntime-web: bytes as given, or a path's model with its external data inlined (read
+ * through loadModel's path checks).
+ */
 async function webBytes(model: string | Uint8Array): Promise<Uint8Array> {
   if (typeof model !== 'string') return model;
   return encodeModel((await loadModel(model)).model);
@@ -182,7 +191,7 @@ async function webBytes(model: string | Uint8Array): Promise<Uint8Array> {
 
 async function openRunner(model: string | Uint8Array, opts: Omit<BenchOptions, 'model'>, webModel?: Uint8Array): Promise<Pick<Bencher, 'run' | 'release' | 'inputs'>> {
   if (opts.backend === 'wasm') {
-    const web = await WebSession.create(webModel ?? (await webBytes(model)));
+    const web = await WebSession.create(webModel ?? (await webBytes(model)), opts.externalData);
     return { run: (f) => web.run(f), release: () => web.release(), inputs: web.inputs };
   }
   if (opts.backend !== undefined && opts.backend !== 'cpu') {

@@ -20,7 +20,8 @@ import { sqnrDb } from '../quant/metrics.js';
 import { openModelData } from '../data/calib-data.js';
 import { asNumbers } from '../runtime/arrays.js';
 import { Session } from '../runtime/session.js';
-import { WebSession, type WebExternalData } from '../runtime/web.js';
+import type { WebExternalData } from '../runtime/web.js';
+import { bench } from './bench.js';
 import { WEIGHT_ONLY_ACCURACY_LEVEL, type ProgressEvent } from './options.js';
 import { modelInputs } from './quantize.js';
 import { syntheticSource } from './synthetic.js';
@@ -49,8 +50,8 @@ export interface PresetOptions {
    * The form of the quantized variants' weights: 'matmulnbits' (default, as transformers.js' own files: MatMulNBits and
    * GatherBlockQuantized for q4 / q2, dynamic int8 for q8 / int8 / uint8) or 'unpack-on-load' (q4 / q4f16 and q8 /
    * int8 / uint8 as 4- / 8-bit codes unpacked to float32 when the session loads: the same download at float32 speed in
-   * onnxruntime-web's wasm backend, whose MatMulNBits is 14-25x and dynamic int8 1.4x slower; 2-bit variants cannot
-   * take it, bnb4 keeps its MatMulBnb4).
+   * onnxruntime-web's wasm backend, whose MatMulNBits is 14-25x and dynamic int8 1.4x slower; q2 / q2f16 keep
+   * MatMulNBits (Cast from INT2 needs opset 25), bnb4 its MatMulBnb4).
    */
   weightFormat?: PresetWeightFormat;
   threads?: number;
@@ -69,7 +70,7 @@ export interface PresetVariant {
   sourceBytes: number;
   /** Nodes the variant's passes rewrote. */
   quantizedNodes: number;
-  /** Output SQNR against the float32 model on synthetic inputs (worst output), when computable. */
+  /** Output SQNR against the float32 model on the check samples (worst output), when computable. */
   sqnrDb?: number;
   /** 'ok', the error message, or 'skipped: why'. */
   node: string;
@@ -81,12 +82,16 @@ export interface PresetVariant {
   webMs?: number;
   /** The same for the float32 source model (its reference in the browser's runtime). */
   sourceWebMs?: number;
+  /** Why the float32 source model could not be timed in onnxruntime-web, when it could not. */
+  sourceWebError?: string;
 }
 
 export interface PresetResult {
   variants: PresetVariant[];
-  /** The form of the 4- and 2-bit variants' weights (PresetOptions.weightFormat). */
+  /** The form of the quantized variants' weights (PresetOptions.weightFormat). */
   weightFormat: PresetWeightFormat;
+  /** What the variants were checked (SQNR) and timed on, e.g. "one synthetic sample (...)". */
+  samples: string;
   /** Input files that were not processed (already a variant), with the reason. */
   skipped: { file: string; reason: string }[];
 }
@@ -127,9 +132,10 @@ export function buildVariant(model: Model, dtype: TransformersJsDtype, weightFor
     return { model: r.model, converted: r.report.converted };
   };
   const q = (m: Model, bits: 2 | 4, half: boolean): { model: Model; quantizedNodes: number } => {
-    const e = weightFormat === 'unpack-on-load' ? unpackEmbeddingTables(m, { bits: 4, blockSize: BLOCK, symmetric: false }) : quantizeEmbeddings(m, { bits: 4, blockSize: BLOCK, symmetric: false });
+    const e = weightFormat === 'unpack-on-load' && bits === 4 ? unpackEmbeddingTables(m, { bits: 4, blockSize: BLOCK, symmetric: false }) : quantizeEmbeddings(m, { bits: 4, blockSize: BLOCK, symmetric: false });
     // Deferred: each weight is quantized when the variant is saved (the float16 pass would read them at once anyway).
-    const form = weightFormat === 'matmulnbits' ? { accuracyLevel: WEIGHT_ONLY_ACCURACY_LEVEL } : { format: weightFormat };
+    // 2-bit codes cannot be unpacked (Cast from INT2 needs opset 25): q2 / q2f16 keep MatMulNBits in either form.
+    const form = weightFormat === 'matmulnbits' || bits === 2 ? { accuracyLevel: WEIGHT_ONLY_ACCURACY_LEVEL } : { format: weightFormat };
     const w = quantizeWeightOnly(e.model, { bits, blockSize: BLOCK, algorithm: 'rtn', ...form, defer: !half });
     const h = half ? fp16(w.model) : { model: w.model, converted: 0 };
     return { model: h.model, quantizedNodes: e.report.quantized.length + w.report.quantized.length + h.converted };
@@ -255,7 +261,7 @@ export async function quantizeTransformersJs(o: PresetOptions): Promise<PresetRe
     // The float32 model on the same synthetic sample: the reference, and the proof that the sample is a valid input.
     let refError: string | undefined;
     const ref = feeds ? await runNode(file, feeds, o.threads).catch((e: unknown) => void (refError = message(e))) : undefined;
-    let sourceWeb: { ms: number | undefined } | undefined; // the float32 model timed in wasm once, beside the first variant checked there
+    let sourceWeb: { ms?: number; error?: string } | undefined; // the float32 model timed in wasm once, beside the first variant checked there
     for (const dtype of dtypes) {
       const out = join(o.outputDir ?? dirname(file), `${basename(file, '.onnx')}${DTYPE_SUFFIX[dtype]}.onnx`);
       let built: ReturnType<typeof buildVariant>;
@@ -295,46 +301,37 @@ export async function quantizeTransformersJs(o: PresetOptions): Promise<PresetRe
           } catch (e) {
             v.web = message(e);
           }
-          sourceWeb ??= { ms: await timeSourceInWeb(file, loaded.externalSources, feeds) };
+          sourceWeb ??= await timeSourceInWeb(file, loaded.externalSources, feeds);
           if (sourceWeb.ms !== undefined) v.sourceWebMs = sourceWeb.ms;
+          if (sourceWeb.error !== undefined) v.sourceWebError = sourceWeb.error;
         }
       }
       variants.push(v);
       o.onProgress?.({ stage: 'preset', done: variants.length, total });
     }
   }
-  return { variants, skipped, weightFormat: o.weightFormat ?? 'matmulnbits' };
+  const samples = o.data !== undefined ? `up to the first ${VERIFY_SAMPLES} samples of ${o.data}` : 'one synthetic sample (floats uniform in [0, 1), integer inputs 0)';
+  return { variants, skipped, weightFormat: o.weightFormat ?? 'matmulnbits', samples };
 }
 
 /**
- * Runs `model` once in onnxruntime-web (the check: throws when the web build cannot load or run it), then times
- * WEB_TIMED_RUNS more runs; their median, ms.
+ * `model` in onnxruntime-web: one untimed run (the check: throws LowbitError RUNTIME when the web build cannot load or
+ * run it), then WEB_TIMED_RUNS timed ones; their median, ms.
  */
-async function timeInWeb(model: Uint8Array, feeds: Record<string, NdArray>, external: WebExternalData[] = []): Promise<number> {
-  const session = await WebSession.create(model, external);
-  try {
-    await session.run(feeds);
-    const ms: number[] = [];
-    for (let i = 0; i < WEB_TIMED_RUNS; i++) {
-      const t0 = performance.now();
-      await session.run(feeds);
-      ms.push(performance.now() - t0);
-    }
-    return ms.sort((a, b) => a - b)[Math.floor(ms.length / 2)]!;
-  } finally {
-    await session.release();
-  }
+async function timeInWeb(model: Uint8Array, feeds: Record<string, NdArray>, externalData: WebExternalData[] = []): Promise<number> {
+  const r = await bench({ model, backend: 'wasm', inputs: feeds, warmup: 1, runs: WEB_TIMED_RUNS, ...(externalData.length ? { externalData } : {}) });
+  return r.latencyMs.median;
 }
 
-/** The float32 source's wasm time (its external data files passed as written in the model), or undefined when it does not run there. */
-async function timeSourceInWeb(file: string, sources: readonly ExternalSource[], feeds: Record<string, NdArray>): Promise<number | undefined> {
+/** The float32 source's wasm time (its external data files passed as written in the model), or why there is none. */
+async function timeSourceInWeb(file: string, sources: readonly ExternalSource[], feeds: Record<string, NdArray>): Promise<{ ms?: number; error?: string }> {
+  const files = new Map(sources.map((e) => [e.location, e.file]));
+  if ([...files.values()].reduce((n, f) => n + statSync(f).size, statSync(file).size) > WEB_CHECK_MAX_BYTES) return { error: `over ${WEB_CHECK_MAX_BYTES / 1024 ** 3} GiB (the wasm heap is 4 GiB)` };
   try {
-    const files = new Map(sources.map((e) => [e.location, e.file]));
-    if ([...files.values()].reduce((n, f) => n + statSync(f).size, statSync(file).size) > WEB_CHECK_MAX_BYTES) return undefined;
     const external = [...files].map(([location, f]) => ({ path: location, data: new Uint8Array(readFileSync(f)) }));
-    return await timeInWeb(new Uint8Array(readFileSync(file)), feeds, external);
-  } catch {
-    return undefined;
+    return { ms: await timeInWeb(new Uint8Array(readFileSync(file)), feeds, external) };
+  } catch (e) {
+    return { error: message(e) };
   }
 }
 

@@ -31,10 +31,12 @@ export function renderPresetReport(r: PresetResult): string {
   for (const s of sources) {
     const v = r.variants.find((x) => x.source === s)!;
     const web = r.variants.find((x) => x.source === s && x.sourceWebMs !== undefined)?.sourceWebMs;
+    const webError = r.variants.find((x) => x.source === s && x.sourceWebError !== undefined)?.sourceWebError;
     out.push(
       `${fileName(s)}: fp32 ${formatBytes(v.sourceBytes)}${web === undefined ? '' : `, ${formatMs(web)} per run in onnxruntime-web (wasm, 1 thread, median of ${WEB_TIMED_RUNS})`}; ` +
-        'SQNR on one synthetic sample (floats uniform in [0, 1), integer inputs 0)',
+        `SQNR and times on ${r.samples}`,
     );
+    if (webError !== undefined) out.push(`not timed: ${fileName(s)} (fp32) in onnxruntime-web: ${webError}`);
   }
   const dtypes = [...new Set(r.variants.map((v) => v.dtype))];
   const unpacked = (bits: number, zero: string): string =>

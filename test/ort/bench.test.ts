@@ -57,6 +57,8 @@ test('bench in onnxruntime-web (wasm): one thread, same feeds and shapes; other 
   assert.equal(c.float.threads, 1);
   assert.ok(c.speedup > 0);
   await assert.rejects(bench({ model: OCR_CLS, backend: 'wasm', threads: 2, runs: 1 }), (e: unknown) => e instanceof LowbitError && e.code === 'BAD_OPTION' && /wasm backend runs one thread/.test(e.message));
+  await assert.rejects(bench({ model: OCR_CLS, backend: 'wasm', optimizationLevel: 'basic', runs: 1 }), (e: unknown) => e instanceof LowbitError && e.code === 'BAD_OPTION' && /optimizationLevel applies to the cpu backend only/.test(e.message));
+  await assert.rejects(bench({ model: OCR_CLS, externalData: [], runs: 1 }), (e: unknown) => e instanceof LowbitError && e.code === 'BAD_OPTION' && /externalData applies to the wasm backend only/.test(e.message));
   await assert.rejects(bench({ model: OCR_CLS, backend: 'gpu' as never, runs: 1 }), (e: unknown) => e instanceof LowbitError && e.code === 'BAD_OPTION' && /unknown backend 'gpu'/.test(e.message));
 });
 

@@ -102,6 +102,8 @@ test('preset --calib: variants checked on given samples; a model the synthetic s
     const withData = await quantizeTransformersJs({ input: join(dir, 'tfm'), dtypes: ['q4'], web: false, data: join(dir, 'tokens.npy') });
     const synthetic = await quantizeTransformersJs({ input: join(dir, 'tfm'), dtypes: ['q4'], web: false });
     assert.equal(withData.variants[0]!.node, 'ok');
+    assert.equal(withData.samples, `up to the first 4 samples of ${join(dir, 'tokens.npy')}`);
+    assert.match(synthetic.samples, /^one synthetic sample/);
     assert.ok(withData.variants[0]!.sqnrDb !== undefined && withData.variants[0]!.sqnrDb !== synthetic.variants[0]!.sqnrDb, 'measured on the given tokens, not token 0');
     // silero VAD: its sample-rate input must be 8000 or 16000; 0 (synthetic) makes the float model itself fail.
     mkdirSync(join(dir, 'vad'));
